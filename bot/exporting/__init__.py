@@ -1,0 +1,1 @@
+"""Admin exports (`python -m bot export`): date windows, pseudonyms, file formats, the run."""
