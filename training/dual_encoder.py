@@ -1,0 +1,227 @@
+"""Contrastive training of the dual encoder's projection heads on cached tower features.
+
+Recipe: symmetric InfoNCE over a batch of photos, each paired with one of its captions drawn at
+random every epoch, a learnable temperature, AdamW, strong input dropout (the towers are frozen,
+so the heads overfit quickly), horizontal-flip feature augmentation for photos, and "tower
+dropout" that hides the English-only text tower at random so the same head also serves Russian
+queries through the multilingual tower alone. Early stopping on Flickr8k DEV without the seed's
+test photos.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from engine.encoders.dual import DualConfig, DualHeads
+from engine.encoders.heads import HeadSpec
+from training.features import FeatureCache
+from training.flickr8k import Flickr8k
+from training.metrics import retrieval_report, target_ranks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of one training run (recorded in the model card)."""
+
+    image_towers: tuple[str, ...] = ("lite0",)
+    image_blocks: tuple[str, ...] = ("final_mean",)
+    text_towers: tuple[str, ...] = ("minilm", "e5")
+    embed_dim: int = 256
+    image_head: str = "linear"
+    text_head: str = "linear"
+    hidden: int = 1024
+    head_dropout: float = 0.1
+    image_dropout: float = 0.7
+    text_dropout: float = 0.2
+    tower_dropout: float = 0.3
+    flip: bool = True
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    epochs: int = 80
+    patience: int = 12
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SplitFeatures:
+    """Tower features of one split: photos, captions, and which photo each caption describes."""
+
+    images: list[str]
+    image_x: np.ndarray
+    image_x_flip: np.ndarray | None
+    text_x: np.ndarray
+    caption_image: np.ndarray
+    captions: list[str] = field(default_factory=list)
+
+
+class FeatureStore:
+    """Cached tower features of the whole Flickr8k photo set, sliced by split on demand."""
+
+    def __init__(self, data: Flickr8k, cache: FeatureCache) -> None:
+        self.data = data
+        self.cache = cache
+        self.captions = data.captions()
+        self.all_images = sorted(n for n in self.captions if (data.images_dir / n).exists())
+        self.position = {name: i for i, name in enumerate(self.all_images)}
+        self.all_texts = [c for n in self.all_images for c in self.captions[n]]
+        starts = np.cumsum([0] + [len(self.captions[n]) for n in self.all_images])
+        self.caption_rows = {n: range(starts[i], starts[i + 1])
+                             for i, n in enumerate(self.all_images)}
+
+    def image_matrix(self, towers: Sequence[str], blocks: Sequence[str], flip: bool) -> np.ndarray:
+        paths = [self.data.images_dir / n for n in self.all_images]
+        parts: list[np.ndarray] = []
+        for tower in towers:
+            feats = self.cache.image_features(tower, paths, flip=flip)
+            parts.extend(feats[b] for b in blocks)
+        return np.concatenate(parts, axis=1)
+
+    def text_matrix(self, towers: Sequence[str]) -> np.ndarray:
+        return np.concatenate([self.cache.text_features(t, self.all_texts) for t in towers], axis=1)
+
+    def split(self, names: Sequence[str], config: TrainConfig, with_flip: bool) -> SplitFeatures:
+        rows = np.array([self.position[n] for n in names])
+        image_x = self.image_matrix(config.image_towers, config.image_blocks, flip=False)[rows]
+        image_x_flip = (self.image_matrix(config.image_towers, config.image_blocks, flip=True)[rows]
+                        if with_flip else None)
+        text_all = self.text_matrix(config.text_towers)
+        text_rows = [r for n in names for r in self.caption_rows[n]]
+        caption_image = np.array([i for i, n in enumerate(names) for _ in self.caption_rows[n]])
+        return SplitFeatures(images=list(names), image_x=image_x, image_x_flip=image_x_flip,
+                             text_x=text_all[text_rows], caption_image=caption_image,
+                             captions=[self.all_texts[r] for r in text_rows])
+
+
+def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, version: str
+                ) -> DualHeads:
+    dual = DualConfig(
+        name=name, version=version, image_towers=config.image_towers,
+        image_blocks=config.image_blocks, text_towers=config.text_towers,
+        image_head=HeadSpec(image_dim, config.embed_dim, config.image_head, config.hidden,
+                            config.head_dropout),
+        text_head=HeadSpec(text_dim, config.embed_dim, config.text_head, config.hidden,
+                           config.head_dropout),
+        extra={"train_config": config.to_dict()},
+    )
+    return DualHeads(dual)
+
+
+def _statistics(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(x.mean(0)).float(), torch.from_numpy(x.std(0)).float()
+
+
+def embed_split(heads: DualHeads, split: SplitFeatures, russian: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Photo and caption embeddings of a split with the current heads (eval mode)."""
+    heads.eval()
+    with torch.inference_mode():
+        image = heads.image(torch.from_numpy(split.image_x).float()).numpy()
+        flags = torch.full((len(split.text_x),), russian, dtype=torch.bool)
+        text = heads.encode_text_features(torch.from_numpy(split.text_x).float(), flags).numpy()
+    return image, text
+
+
+def evaluate(heads: DualHeads, split: SplitFeatures, russian: bool = False) -> dict[str, float]:
+    """Text→photo Recall@1/5/10 and MRR over the split's photos."""
+    image, text = embed_split(heads, split, russian)
+    return retrieval_report(target_ranks(text @ image.T, split.caption_image))
+
+
+def train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures,
+                name: str = "dual", version: str = "0", progress: bool = True
+                ) -> tuple[DualHeads, list[dict[str, float]]]:
+    """Train heads; return the best-on-DEV heads and the per-epoch history."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    heads = build_heads(config, train.image_x.shape[1], train.text_x.shape[1], name, version)
+    stacked = (np.concatenate([train.image_x, train.image_x_flip])
+               if train.image_x_flip is not None else train.image_x)
+    heads.image.set_statistics(*_statistics(stacked))
+    heads.text.set_statistics(*_statistics(train.text_x))
+
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train.images) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.05)
+    image_drop, text_drop = nn.Dropout(config.image_dropout), nn.Dropout(config.text_dropout)
+    english_block = (1 - heads.multilingual_mask).bool()
+
+    captions_of: list[np.ndarray] = [np.flatnonzero(train.caption_image == i)
+                                     for i in range(len(train.images))]
+    image_x = torch.from_numpy(train.image_x).float()
+    image_flip = (torch.from_numpy(train.image_x_flip).float()
+                  if train.image_x_flip is not None else None)
+    text_x = torch.from_numpy(train.text_x).float()
+
+    best: tuple[float, dict[str, Any]] | None = None
+    history: list[dict[str, float]] = []
+    stale = 0
+    bar = tqdm(range(config.epochs), desc="train heads", unit="epoch", disable=not progress)
+    for epoch in bar:
+        heads.train()
+        started = time.perf_counter()
+        order = rng.permutation(len(train.images))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            if len(batch) < 2:
+                continue
+            chosen = np.array([rng.choice(captions_of[i]) for i in batch])
+            x_img = image_x[batch]
+            if image_flip is not None:
+                use_flip = torch.from_numpy(rng.random(len(batch)) < 0.5)
+                x_img = torch.where(use_flip[:, None], image_flip[batch], x_img)
+            z_img = heads.image.project(image_drop(heads.image.standardise(x_img)))
+            z_txt = text_drop(heads.text.standardise(text_x[chosen]))
+            if config.tower_dropout > 0 and english_block.any():
+                hide = torch.from_numpy(rng.random(len(batch)) < config.tower_dropout)
+                z_txt = torch.where(hide[:, None] & english_block[None, :],
+                                    torch.zeros_like(z_txt), z_txt)
+            z_txt = heads.text.project(z_txt)
+            z_img = nn.functional.normalize(z_img, dim=-1)
+            z_txt = nn.functional.normalize(z_txt, dim=-1)
+            logits = heads.logit_scale.clamp(max=math.log(100)).exp() * z_img @ z_txt.T
+            labels = torch.arange(len(batch))
+            loss = (nn.functional.cross_entropy(logits, labels)
+                    + nn.functional.cross_entropy(logits.T, labels)) / 2
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        metrics = evaluate(heads, dev)
+        score = metrics["R@1"] + metrics["R@5"] + metrics["R@10"]
+        record = {"epoch": float(epoch), "loss": float(np.mean(losses)), "score": score,
+                  "seconds": time.perf_counter() - started,
+                  **{f"dev_{k}": v for k, v in metrics.items() if k != "n"}}
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", dev_r5=f"{metrics['R@5']:.3f}")
+        if best is None or score > best[0]:
+            best, stale = (score, copy.deepcopy(heads.state_dict())), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    assert best is not None
+    heads.load_state_dict(best[1])
+    return heads.eval(), history
+
