@@ -88,6 +88,9 @@ def run_index(args: argparse.Namespace, settings: EngineSettings) -> int:
     print(f"index {args.index_dir}: {report.total} photos ({report.added} added, "
           f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged)"
           f" with {encoder.name}")
+    if report.embedded:
+        print(f"embedded {report.embedded} photos in {report.embed_seconds:.1f} s "
+              f"({report.photos_per_second:.1f} photos/s)")
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable file(s):")
         for item in report.skipped:

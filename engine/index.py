@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -83,6 +84,13 @@ class UpdateReport:
     unchanged: int = 0
     skipped: list[SkippedPhoto] = field(default_factory=list)
     total: int = 0
+    embedded: int = 0
+    embed_seconds: float = 0.0
+
+    @property
+    def photos_per_second(self) -> float:
+        """Decode + embed rate of this run (0 when nothing was embedded)."""
+        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     @property
     def changed(self) -> bool:
@@ -228,8 +236,11 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
             report.added += 1
     report.removed = sum(1 for path in old_rows if path not in found)
 
+    started = time.perf_counter()
     new_vectors, embedded, failures = _embed(photo_dir, todo, encoder, batch_size, workers,
                                              progress, on_progress)
+    report.embed_seconds = time.perf_counter() - started
+    report.embedded = len(embedded)
     report.added -= sum(1 for f in failures if f.path not in old_rows)
     report.updated -= sum(1 for f in failures if f.path in old_rows)
     report.skipped.extend(failures)

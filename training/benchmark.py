@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -55,14 +56,17 @@ def _env() -> dict[str, str]:
 
 
 def cli_index(photo_dir: Path, index_dir: Path, model: str | None = None) -> dict[str, float]:
-    """Run `python -m engine index`; return wall seconds and the child's peak RSS."""
+    """Run `python -m engine index`; wall seconds, embedding rate, the child's peak RSS."""
     command = [sys.executable, "-m", "engine", "index", str(photo_dir), "--index",
                str(index_dir), "--quiet"]
     if model:
         command += ["--model", model]
     started = time.perf_counter()
-    subprocess.run(command, check=True, env=_env(), cwd=REPO_ROOT, capture_output=True)
-    return {"seconds": time.perf_counter() - started, "peak_rss_mb": _children_peak_rss_mb()}
+    out = subprocess.run(command, check=True, env=_env(), cwd=REPO_ROOT, capture_output=True,
+                         text=True).stdout
+    rate = re.search(r"\(([0-9.]+) photos/s\)", out)
+    return {"seconds": time.perf_counter() - started, "peak_rss_mb": _children_peak_rss_mb(),
+            "photos_per_s": float(rate.group(1)) if rate else float("nan")}
 
 
 def cli_search(index_dir: Path, texts: Sequence[str], k: int) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ class TrainConfig:
     image_dropout: float = 0.7
     text_dropout: float = 0.2
     tower_dropout: float = 0.3
+    russian: str = "gloss"
     flip: bool = True
     batch_size: int = 256
     lr: float = 1e-3
@@ -118,7 +119,7 @@ def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, v
                             config.head_dropout),
         text_head=HeadSpec(text_dim, config.embed_dim, config.text_head, config.hidden,
                            config.head_dropout),
-        extra={"train_config": config.to_dict()},
+        extra={"train_config": config.to_dict(), "russian": config.russian},
     )
     return DualHeads(dual)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from engine.encoders.dual import ENGLISH_ONLY_TOWERS, DualHeads
+from engine.encoders.gloss import RussianGlosser
 from engine.encoders.towers import l2_normalize
 from training.artifacts import metrics_table, save_artifact
 from training.dual_encoder import (
@@ -109,15 +110,19 @@ def text_query_features(store: FeatureStore, config: TrainConfig, texts: Sequenc
                         russian: bool, ru_shift: np.ndarray | None = None) -> np.ndarray:
     """Text-tower features for arbitrary queries, laid out as the text head expects.
 
-    Russian queries get a zero block for English-only towers (the head masks it anyway) and
-    the e5 offset, mirroring `DualEncoder.text_features` at inference time.
+    Mirrors `DualEncoder.text_features`: for Russian queries the English-only towers read the
+    word-by-word gloss (or get a zero block in `mask` mode) and e5 gets the offset.
     """
     blocks = []
     for tower in config.text_towers:
+        inputs = list(texts)
         if russian and tower in ENGLISH_ONLY_TOWERS:
-            blocks.append(np.zeros((len(texts), 384), dtype=np.float32))
-            continue
-        block = store.cache.text_features(tower, list(texts))
+            if config.russian != "gloss":
+                blocks.append(np.zeros((len(texts), 384), dtype=np.float32))
+                continue
+            glosser = RussianGlosser()
+            inputs = [glosser.gloss(t) for t in texts]
+        block = store.cache.text_features(tower, inputs)
         if russian and tower == "e5" and ru_shift is not None:
             block = l2_normalize(block + ru_shift)
         blocks.append(block)
@@ -126,9 +131,10 @@ def text_query_features(store: FeatureStore, config: TrainConfig, texts: Sequenc
 
 def _rank_queries(heads: DualHeads, image_x: np.ndarray, text_x: np.ndarray,
                   targets: np.ndarray, russian: bool) -> dict[str, float]:
+    masked = russian and heads.config.russian_mode != "gloss"
     with torch.inference_mode():
         image = heads.image(torch.from_numpy(image_x).float()).numpy()
-        flags = torch.full((len(text_x),), russian, dtype=torch.bool)
+        flags = torch.full((len(text_x),), masked, dtype=torch.bool)
         text = heads.encode_text_features(torch.from_numpy(text_x).float(), flags).numpy()
     return retrieval_report(target_ranks(text @ image.T, targets))
 

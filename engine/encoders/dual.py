@@ -5,9 +5,11 @@ version), `heads.safetensors` (weights and input statistics), `MODEL_CARD.md` an
 `metrics.json`. The default artifact ships inside the package (`engine/models/dual-default`),
 so search works on a fresh machine without training anything.
 
-Russian: only the multilingual tower (e5) understands it, so for a Cyrillic query the English-only
-tower's block is masked to zero, exactly as training masked it at random ("tower dropout"), and
-the e5 vector is moved by the mean Russian→English offset measured on calibration captions.
+Russian: only the multilingual tower (e5) understands it. A Cyrillic query is read by e5 as it is
+(its vector moved by the mean Russian→English offset measured on calibration captions) and by
+the English-only towers through a word-by-word English gloss (`gloss.py`), the artifact's
+`extra.russian = "gloss"`. With `"mask"` the English-only blocks are zeroed instead, as training
+zeroed them at random ("tower dropout").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from engine.encoders.gloss import DEFAULT_LEXICON, RussianGlosser
 from engine.encoders.heads import HeadSpec, ProjectionHead
 from engine.encoders.towers import (
     E5Tower,
@@ -60,6 +63,11 @@ class DualConfig:
     @property
     def embed_dim(self) -> int:
         return self.image_head.out_dim
+
+    @property
+    def russian_mode(self) -> str:
+        """`gloss` (English-only towers read a gloss) or `mask` (their blocks are zeroed)."""
+        return str(self.extra.get("russian", "mask"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,11 +139,17 @@ def load_heads(artifact: Path) -> DualHeads:
 class DualEncoder:
     """Encoder protocol over frozen EfficientNet-Lite / MiniLM / e5 towers and trained heads."""
 
-    def __init__(self, artifact: Path = DEFAULT_ARTIFACT) -> None:
+    def __init__(self, artifact: Path = DEFAULT_ARTIFACT,
+                 gloss_lexicons: Sequence[Path] = ()) -> None:
         self.artifact = artifact
         self.heads = load_heads(artifact)
         self.config = self.heads.config
         self._image_towers = [EfficientNetLiteTower(v) for v in self.config.image_towers]
+        self._gloss_lexicons = (DEFAULT_LEXICON, *gloss_lexicons)
+
+    @cached_property
+    def glosser(self) -> RussianGlosser:
+        return RussianGlosser(self._gloss_lexicons)
 
     @property
     def name(self) -> str:
@@ -172,21 +186,32 @@ class DualEncoder:
         return embedded.numpy().astype(np.float32)
 
     def text_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Concatenated text tower features and the Russian flag per text."""
+        """Concatenated text tower features and, per text, whether its English blocks are masked.
+
+        English-only towers read Russian texts through the gloss (`gloss` mode) or not at all
+        (`mask` mode, their block stays zero and is masked by the head).
+        """
         russian = np.array([is_russian(t) for t in texts], dtype=bool)
+        gloss = self.config.russian_mode == "gloss"
         blocks: list[np.ndarray] = []
         for name, tower in self._text_towers.items():
             block = np.zeros((len(texts), tower.dim), dtype=np.float32)
-            # English-only towers are not even run on Russian texts: their block is masked.
-            english_only = name in ENGLISH_ONLY_TOWERS
-            rows = np.flatnonzero(~russian) if english_only else np.arange(len(texts))
+            inputs = list(texts)
+            rows = np.arange(len(texts))
+            if name in ENGLISH_ONLY_TOWERS:
+                if gloss:
+                    inputs = [self.glosser.gloss(t) if r else t
+                              for t, r in zip(texts, russian, strict=True)]
+                else:
+                    rows = np.flatnonzero(~russian)
             if len(rows):
-                block[rows] = tower.encode([texts[int(i)] for i in rows])
+                block[rows] = tower.encode([inputs[int(i)] for i in rows])
             if name == "e5" and russian.any():
                 shift = self.heads.ru_shift.numpy()
                 block[russian] = l2_normalize(block[russian] + shift)
             blocks.append(block)
-        return np.concatenate(blocks, axis=1), russian
+        masked = russian & (not gloss)
+        return np.concatenate(blocks, axis=1), masked
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -1,0 +1,41 @@
+"""Russian → English gloss: word forms, hyphenated compounds, unknown words, admin lexicons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.encoders.gloss import RussianGlosser, load_lexicon
+
+
+def test_inflected_words_are_glossed_by_lemma() -> None:
+    glosser = RussianGlosser()
+    assert glosser.gloss("Две собаки бегут по пляжу").split()[:2] == ["two", "dog"]
+    assert "beach" in glosser.gloss("на пляже") and "beach" in glosser.gloss("пляжами")
+    assert glosser.gloss("Чёрная собака") == glosser.gloss("черную собаку")
+
+
+def test_hyphenated_compound_and_unknown_and_latin_words() -> None:
+    glosser = RussianGlosser()
+    gloss = glosser.gloss("коричнево-белая собака")
+    assert "brown" in gloss and "white" in gloss and gloss.endswith("dog")
+    assert glosser.gloss("щщщщщ") == ""  # unknown words are dropped
+    assert glosser.gloss("велосипед BMX 2") == f"{glosser.gloss('велосипед')} bmx 2"
+
+
+def test_admin_lexicon_extends_and_overrides(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("# studio words\nru\ten\nциклорама\tcyclorama\nсобака\thound\n",
+                     encoding="utf-8")
+    glosser = RussianGlosser((Path(__file__).parents[2] / "engine/encoders/lexicon/ru_en.tsv",
+                              extra))
+    assert glosser.gloss("циклорама") == "cyclorama"
+    assert glosser.gloss("собака") == "hound"
+
+
+def test_packaged_lexicon_is_large_and_folded() -> None:
+    from engine.encoders.gloss import DEFAULT_LEXICON
+
+    lexicon = load_lexicon([DEFAULT_LEXICON])
+    assert len(lexicon) > 3000
+    assert all("ё" not in word for word in lexicon)
+    assert lexicon["собака"] == "dog" and lexicon["закат"] == "sunset"
