@@ -1,5 +1,6 @@
 """`python -m bot`: the bot's command line.
 
+    python -m bot [run] [-v]          run the bot (the default when no command is given)
     python -m bot export {queries,feedback,labels} [--since DATE] [--until DATE]
                          [--format csv|jsonl|parquet] [--with-user-ids] -o FILE
     python -m bot migrate [--check]
@@ -7,7 +8,8 @@
 Errors a user can cause (a malformed date, an unknown table, an unwritable path, a database
 that is not migrated or not reachable, a bad setting) print one line on stderr and exit 2;
 nothing in the database changes. Settings come from the environment / `.env` (BotSettings).
-Running without a subcommand will start the bot once it exists; until then it prints usage.
+Running without a subcommand runs the bot (bot.run: exit 0 when stopped by SIGTERM/SIGINT,
+2 with one line when a setting such as TELEGRAM_BOT_TOKEN is missing).
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    commands.add_parser(
+        "run",
+        help="run the bot (default)",
+        description=(
+            "Run the bot with long polling (a webhook when WEBHOOK_URL is set) until SIGTERM "
+            "or SIGINT. Settings come from the environment / .env."
+        ),
+    )
+
     export = commands.add_parser(
         "export",
         help="export queries, feedback or training labels",
@@ -93,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if args.command in (None, "run"):
+        from bot.run import main as run_bot
+
+        return run_bot(verbose=args.verbose)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command is None:
-        parser.print_usage(sys.stderr)
-        return EXIT_USAGE
     try:
         if args.command == "export":
             return _export(args)

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SQLITE_FILENAME = "bot.sqlite3"
 EXPORT_KEY_FILENAME = "export_hash.key"
+CALLBACK_KEY_FILENAME = "callback.key"
+PREFERENCES_FILENAME = "languages.json"
 
 
 def parse_id_list(value: Any) -> Any:
@@ -85,6 +87,32 @@ class BotSettings(BaseSettings):
     # created once in DATA_DIR/export_hash.key (mode 0600) and reused.
     export_hash_key: SecretStr | None = None
 
+    # --- The running bot (added with the bot itself; all optional) ---------------------------
+    # CALLBACK_SECRET: key that signs the data of inline buttons (votes, "more"); when unset a
+    # random key is created once in DATA_DIR/callback.key (mode 0600) and reused, so buttons
+    # keep working across restarts. Changing it makes older buttons answer "expired".
+    callback_secret: SecretStr | None = None
+    # QUERY_INTERVAL: seconds a user waits between two searches (queries and "more" pages).
+    query_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    # QUERY_QUEUE: searches one user may have waiting for their turn before the next is refused.
+    query_queue: int = Field(default=3, ge=0, le=50)
+    # SEARCH_WORKERS: searches (model inference) run at once; the rest wait their turn.
+    search_workers: int = Field(default=2, ge=1, le=64)
+    # PHOTO_LONG_SIDE: long side in pixels of the JPEGs uploaded to Telegram.
+    photo_long_side: int = Field(default=1280, ge=160, le=1280)
+    # LOG_LEVEL: DEBUG, INFO, WARNING or ERROR for the bot process.
+    log_level: str = "INFO"
+    # BOOTSTRAP_RETRIES: attempts to reach the Bot API at start (-1: forever) before exit 1.
+    bootstrap_retries: int = Field(default=3, ge=-1)
+    # WEBHOOK_URL: the public HTTPS URL Telegram posts updates to; set it to use webhook mode
+    # instead of long polling. WEBHOOK_LISTEN / WEBHOOK_PORT: the local address to listen on
+    # (behind a reverse proxy that terminates TLS); WEBHOOK_SECRET: Telegram's secret_token
+    # header, checked on every update (a random one is made per run when unset).
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_secret: SecretStr | None = None
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_admin_ids(cls, value: Any) -> Any:
@@ -104,6 +132,21 @@ class BotSettings(BaseSettings):
     def export_key_path(self) -> Path:
         """Where the generated export hash key is kept when EXPORT_HASH_KEY is unset."""
         return self.data_dir / EXPORT_KEY_FILENAME
+
+    @property
+    def callback_key_path(self) -> Path:
+        """Where the generated button-signing key is kept when CALLBACK_SECRET is unset."""
+        return self.data_dir / CALLBACK_KEY_FILENAME
+
+    @property
+    def preferences_path(self) -> Path:
+        """The users' chosen interface languages (`/language`)."""
+        return self.data_dir / PREFERENCES_FILENAME
+
+    @property
+    def model_explicit(self) -> bool:
+        """True when MODEL was given; otherwise the bot uses the index's own model."""
+        return "model" in self.model_fields_set
 
 
 def default_sqlite_url(data_dir: Path) -> str:

@@ -295,6 +295,37 @@ def get_shown_photos(session: Session, query_id: int) -> tuple[Shown, ...]:
     )
 
 
+@dataclass(frozen=True)
+class QueryInfo:
+    """What the bot needs to page a logged query again ("more"): who, what kind, what text."""
+
+    id: int
+    user_id: int
+    kind: str
+    text: str
+    language: str | None
+    refused: bool
+
+
+def get_query(session: Session, query_id: int) -> QueryInfo:
+    """The logged query `query_id`; raises `UnknownQueryError` when there is none."""
+    row = session.execute(
+        select(Query.user_id, Query.kind, Query.text, Query.language, Query.refused).where(
+            Query.id == query_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownQueryError(f"no query {query_id}")
+    return QueryInfo(
+        id=query_id,
+        user_id=row.user_id,
+        kind=row.kind,
+        text=row.text,
+        language=row.language,
+        refused=row.refused,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Votes
 
