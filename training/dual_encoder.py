@@ -14,8 +14,10 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -23,10 +25,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from engine.encoders.dual import DualConfig, DualHeads
+from engine.encoders.dual import ENGLISH_ONLY_TOWERS, DualConfig, DualHeads
 from engine.encoders.heads import HeadSpec
 from training.features import FeatureCache
 from training.flickr8k import Flickr8k
+from training.gloss_augment import RoundTripGlosser
 from training.metrics import retrieval_report, target_ranks
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,8 @@ class TrainConfig:
     head_dropout: float = 0.1
     image_dropout: float = 0.7
     text_dropout: float = 0.2
-    tower_dropout: float = 0.3
+    tower_dropout: float = 0.0
+    gloss_aug: float = 0.0
     russian: str = "gloss"
     flip: bool = True
     batch_size: int = 256
@@ -70,6 +74,7 @@ class SplitFeatures:
     text_x: np.ndarray
     caption_image: np.ndarray
     captions: list[str] = field(default_factory=list)
+    text_x_gloss: np.ndarray | None = None
 
 
 class FeatureStore:
@@ -97,7 +102,41 @@ class FeatureStore:
     def text_matrix(self, towers: Sequence[str]) -> np.ndarray:
         return np.concatenate([self.cache.text_features(t, self.all_texts) for t in towers], axis=1)
 
-    def split(self, names: Sequence[str], config: TrainConfig, with_flip: bool) -> SplitFeatures:
+    def texts_features(self, tower: str, texts: Sequence[str]) -> np.ndarray:
+        """Features of arbitrary texts, taken from the caption cache when they are captions.
+
+        Evaluation queries are mostly Flickr8k captions already embedded; only the rest
+        (translations, glosses) are run through the tower (and cached on their own).
+        """
+        known = self.cache.text_features(tower, self.all_texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self.text_rows]
+        extra = self.cache.text_features(tower, missing) if missing else known[:0]
+        extra_row = {t: i for i, t in enumerate(missing)}
+        rows = [known[self.text_rows[t]] if t in self.text_rows else extra[extra_row[t]]
+                for t in texts]
+        return np.stack(rows) if rows else known[:0]
+
+    @cached_property
+    def text_rows(self) -> dict[str, int]:
+        """Caption text → its first row in the caption cache."""
+        rows: dict[str, int] = {}
+        for row, text in enumerate(self.all_texts):
+            rows.setdefault(text, row)
+        return rows
+
+    def gloss_text_matrix(self, towers: Sequence[str]) -> np.ndarray:
+        """Like `text_matrix`, but English-only towers read the round-trip gloss of each caption
+        (what a Russian translation of it would look like after glossing)."""
+        glosser = RoundTripGlosser()
+        glosses = [glosser.gloss(t) for t in self.all_texts]
+        return np.concatenate([
+            self.cache.text_features(t, glosses if t in ENGLISH_ONLY_TOWERS else self.all_texts)
+            for t in towers], axis=1)
+
+    def split(self, names: Sequence[str], config: TrainConfig, training: bool) -> SplitFeatures:
+        """Features of the photos `names` and their captions; training splits also get the
+        flipped photos and the gloss-style captions when the recipe uses them."""
+        with_flip = training and config.flip
         rows = np.array([self.position[n] for n in names])
         image_x = self.image_matrix(config.image_towers, config.image_blocks, flip=False)[rows]
         image_x_flip = (self.image_matrix(config.image_towers, config.image_blocks, flip=True)[rows]
@@ -105,9 +144,11 @@ class FeatureStore:
         text_all = self.text_matrix(config.text_towers)
         text_rows = [r for n in names for r in self.caption_rows[n]]
         caption_image = np.array([i for i, n in enumerate(names) for _ in self.caption_rows[n]])
+        gloss = (self.gloss_text_matrix(config.text_towers)[text_rows]
+                 if training and config.gloss_aug > 0 else None)
         return SplitFeatures(images=list(names), image_x=image_x, image_x_flip=image_x_flip,
                              text_x=text_all[text_rows], caption_image=caption_image,
-                             captions=[self.all_texts[r] for r in text_rows])
+                             captions=[self.all_texts[r] for r in text_rows], text_x_gloss=gloss)
 
 
 def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, version: str
@@ -145,10 +186,28 @@ def evaluate(heads: DualHeads, split: SplitFeatures, russian: bool = False) -> d
     return retrieval_report(target_ranks(text @ image.T, split.caption_image))
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread: the heads' matrices are small, and on a busy 2-core machine
+    OpenMP barriers waiting for preempted threads made training 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures,
                 name: str = "dual", version: str = "0", progress: bool = True
                 ) -> tuple[DualHeads, list[dict[str, float]]]:
     """Train heads; return the best-on-DEV heads and the per-epoch history."""
+    with single_thread():
+        return _train_heads(config, train, dev, name, version, progress)
+
+
+def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, name: str,
+                 version: str, progress: bool) -> tuple[DualHeads, list[dict[str, float]]]:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     heads = build_heads(config, train.image_x.shape[1], train.text_x.shape[1], name, version)
@@ -172,6 +231,8 @@ def train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures,
     image_flip = (torch.from_numpy(train.image_x_flip).float()
                   if train.image_x_flip is not None else None)
     text_x = torch.from_numpy(train.text_x).float()
+    text_gloss = (torch.from_numpy(train.text_x_gloss).float()
+                  if train.text_x_gloss is not None else None)
 
     best: tuple[float, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
@@ -192,7 +253,11 @@ def train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures,
                 use_flip = torch.from_numpy(rng.random(len(batch)) < 0.5)
                 x_img = torch.where(use_flip[:, None], image_flip[batch], x_img)
             z_img = heads.image.project(image_drop(heads.image.standardise(x_img)))
-            z_txt = text_drop(heads.text.standardise(text_x[chosen]))
+            x_txt = text_x[chosen]
+            if text_gloss is not None:
+                use_gloss = torch.from_numpy(rng.random(len(batch)) < config.gloss_aug)
+                x_txt = torch.where(use_gloss[:, None], text_gloss[chosen], x_txt)
+            z_txt = text_drop(heads.text.standardise(x_txt))
             if config.tower_dropout > 0 and english_block.any():
                 hide = torch.from_numpy(rng.random(len(batch)) < config.tower_dropout)
                 z_txt = torch.where(hide[:, None] & english_block[None, :],

@@ -95,10 +95,10 @@ def _require(path: Path) -> Path:
 def _splits(store: FeatureStore, config: TrainConfig, seed_root: Path) -> EvalSets:
     data = store.data
     return EvalSets(
-        train=store.split(data.split("train"), config, with_flip=config.flip),
-        dev=store.split(dev_split(data, seed_root), config, with_flip=False),
-        test=store.split(data.split("test"), config, with_flip=False),
-        seed=store.split(seed_test_images(seed_root), config, with_flip=False),
+        train=store.split(data.split("train"), config, training=True),
+        dev=store.split(dev_split(data, seed_root), config, training=False),
+        test=store.split(data.split("test"), config, training=False),
+        seed=store.split(seed_test_images(seed_root), config, training=False),
     )
 
 
@@ -122,7 +122,7 @@ def text_query_features(store: FeatureStore, config: TrainConfig, texts: Sequenc
                 continue
             glosser = RussianGlosser()
             inputs = [glosser.gloss(t) for t in texts]
-        block = store.cache.text_features(tower, inputs)
+        block = store.texts_features(tower, inputs)
         if russian and tower == "e5" and ru_shift is not None:
             block = l2_normalize(block + ru_shift)
         blocks.append(block)
@@ -174,8 +174,8 @@ def fit_ru_shift(store: FeatureStore, translations: Path) -> np.ndarray:
     """Mean e5 offset from Russian to English on the DEV calibration captions (parallel text)."""
     calibration = load_translations("dev_calibration", translations)
     english = [store.captions[qid.split("#")[0]][int(qid.split("#")[1])] for qid in calibration]
-    en = store.cache.text_features("e5", english)
-    ru = store.cache.text_features("e5", list(calibration.values()))
+    en = store.texts_features("e5", english)
+    ru = store.texts_features("e5", list(calibration.values()))
     shift: np.ndarray = (en.mean(axis=0) - ru.mean(axis=0)).astype(np.float32)
     return shift
 
