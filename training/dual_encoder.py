@@ -52,6 +52,7 @@ class TrainConfig:
     tower_dropout: float = 0.0
     gloss_aug: float = 0.0
     russian: str = "gloss"
+    russian_masked: tuple[str, ...] = ()
     flip: bool = True
     batch_size: int = 256
     lr: float = 1e-3
@@ -160,7 +161,8 @@ def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, v
                             config.head_dropout),
         text_head=HeadSpec(text_dim, config.embed_dim, config.text_head, config.hidden,
                            config.head_dropout),
-        extra={"train_config": config.to_dict(), "russian": config.russian},
+        extra={"train_config": config.to_dict(), "russian": config.russian,
+               "russian_masked": list(config.russian_masked)},
     )
     return DualHeads(dual)
 
@@ -169,20 +171,20 @@ def _statistics(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x.mean(0)).float(), torch.from_numpy(x.std(0)).float()
 
 
-def embed_split(heads: DualHeads, split: SplitFeatures, russian: bool = False
+def embed_split(heads: DualHeads, split: SplitFeatures, masked: bool = False
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Photo and caption embeddings of a split with the current heads (eval mode)."""
     heads.eval()
     with torch.inference_mode():
         image = heads.image(torch.from_numpy(split.image_x).float()).numpy()
-        flags = torch.full((len(split.text_x),), russian, dtype=torch.bool)
+        flags = torch.full((len(split.text_x),), masked, dtype=torch.bool)
         text = heads.encode_text_features(torch.from_numpy(split.text_x).float(), flags).numpy()
     return image, text
 
 
-def evaluate(heads: DualHeads, split: SplitFeatures, russian: bool = False) -> dict[str, float]:
+def evaluate(heads: DualHeads, split: SplitFeatures, masked: bool = False) -> dict[str, float]:
     """Text→photo Recall@1/5/10 and MRR over the split's photos."""
-    image, text = embed_split(heads, split, russian)
+    image, text = embed_split(heads, split, masked)
     return retrieval_report(target_ranks(text @ image.T, split.caption_image))
 
 
@@ -223,7 +225,7 @@ def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, 
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.05)
     image_drop, text_drop = nn.Dropout(config.image_dropout), nn.Dropout(config.text_dropout)
-    english_block = (1 - heads.multilingual_mask).bool()
+    dropped_block = (1 - heads.russian_keep).bool()
 
     captions_of: list[np.ndarray] = [np.flatnonzero(train.caption_image == i)
                                      for i in range(len(train.images))]
@@ -258,9 +260,9 @@ def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, 
                 use_gloss = torch.from_numpy(rng.random(len(batch)) < config.gloss_aug)
                 x_txt = torch.where(use_gloss[:, None], text_gloss[chosen], x_txt)
             z_txt = text_drop(heads.text.standardise(x_txt))
-            if config.tower_dropout > 0 and english_block.any():
+            if config.tower_dropout > 0 and dropped_block.any():
                 hide = torch.from_numpy(rng.random(len(batch)) < config.tower_dropout)
-                z_txt = torch.where(hide[:, None] & english_block[None, :],
+                z_txt = torch.where(hide[:, None] & dropped_block[None, :],
                                     torch.zeros_like(z_txt), z_txt)
             z_txt = heads.text.project(z_txt)
             z_img = nn.functional.normalize(z_img, dim=-1)

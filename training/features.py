@@ -29,9 +29,10 @@ def _digest(items: Sequence[str]) -> str:
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz next to its final name, then rename: a killed run leaves no half file."""
+    """Write an .npz next to its final name, then rename: a killed run leaves no half file,
+    and two runs filling the same cache at once (a per-process temporary name) cannot mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     cast(Any, np.savez)(tmp, **arrays)
     os.replace(tmp, path)
 

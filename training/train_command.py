@@ -40,36 +40,30 @@ from training.translations import TRANSLATIONS_DIR, load_translations
 log = logging.getLogger(__name__)
 
 # The recipe the pre-project study reached (the floor to beat), then what we tried on top.
+# Horizontal-flip feature augmentation was measured in an earlier round (lite0 final+mid:
+# TEST R@5 .568 with flip vs .564 without) and dropped: it doubles feature extraction for no
+# clear gain. `flip=True` still works for anyone who wants to re-measure it.
 FLOOR = TrainConfig(image_towers=("lite0",), image_blocks=("final_mean",),
                     text_towers=("minilm", "e5"), image_head="linear", text_head="linear",
                     tower_dropout=0.0, flip=False)
+_MID = ("final_mean", "mid_mean")
+_ENSEMBLE = dataclasses.replace(FLOOR, image_towers=("lite0", "lite1", "lite2"),
+                                image_blocks=_MID)
 CANDIDATES: dict[str, TrainConfig] = {
     "floor: lite0 final, linear": FLOOR,
-    "+ flip augmentation": dataclasses.replace(FLOOR, flip=True),
-    "+ mid-layer features": dataclasses.replace(FLOOR, flip=True,
-                                                image_blocks=("final_mean", "mid_mean")),
-    "lite1 final+mid": dataclasses.replace(FLOOR, flip=True, image_towers=("lite1",),
-                                           image_blocks=("final_mean", "mid_mean")),
-    "lite2 final+mid": dataclasses.replace(FLOOR, flip=True, image_towers=("lite2",),
-                                           image_blocks=("final_mean", "mid_mean")),
-    "lite0+1+2 final+mid": dataclasses.replace(
-        FLOOR, flip=True, image_towers=("lite0", "lite1", "lite2"),
-        image_blocks=("final_mean", "mid_mean")),
-    "lite0+1+2, MLP heads": dataclasses.replace(
-        FLOOR, flip=True, image_towers=("lite0", "lite1", "lite2"),
-        image_blocks=("final_mean", "mid_mean"), image_head="mlp", text_head="mlp"),
-    "lite0+1+2, MLP, tower dropout 0.3": dataclasses.replace(
-        FLOOR, flip=True, image_towers=("lite0", "lite1", "lite2"),
-        image_blocks=("final_mean", "mid_mean"), image_head="mlp", text_head="mlp",
-        tower_dropout=0.3),
-    "MiniLM text only (no e5)": dataclasses.replace(
-        FLOOR, flip=True, image_towers=("lite0", "lite1", "lite2"),
-        image_blocks=("final_mean", "mid_mean"), text_towers=("minilm",)),
-    "e5 text only (no MiniLM)": dataclasses.replace(
-        FLOOR, flip=True, image_towers=("lite0", "lite1", "lite2"),
-        image_blocks=("final_mean", "mid_mean"), text_towers=("e5",)),
+    "lite0 final+mid": dataclasses.replace(FLOOR, image_blocks=_MID),
+    "lite1 final+mid": dataclasses.replace(FLOOR, image_towers=("lite1",), image_blocks=_MID),
+    "lite2 final+mid": dataclasses.replace(FLOOR, image_towers=("lite2",), image_blocks=_MID),
+    "lite0+1+2 final+mid": _ENSEMBLE,
+    "lite0+1+2, MLP heads": dataclasses.replace(_ENSEMBLE, image_head="mlp", text_head="mlp"),
+    "lite0+1+2, gloss-style caption aug 0.3": dataclasses.replace(_ENSEMBLE, gloss_aug=0.3),
+    "lite0+1+2, gloss aug 0.3, e5 hidden for Russian": dataclasses.replace(
+        _ENSEMBLE, gloss_aug=0.3, russian_masked=("e5",), tower_dropout=0.3),
+    "lite0+1+2, MiniLM text only (no e5)": dataclasses.replace(
+        _ENSEMBLE, text_towers=("minilm",)),
+    "lite0+1+2, e5 text only (no MiniLM)": dataclasses.replace(_ENSEMBLE, text_towers=("e5",)),
 }
-DEFAULT_RECIPE = CANDIDATES["lite0+1+2, MLP, tower dropout 0.3"]
+DEFAULT_RECIPE = CANDIDATES["lite0+1+2 final+mid"]  # what `--compare` chose on DEV
 
 
 class DataMissingError(FileNotFoundError):
@@ -131,7 +125,7 @@ def text_query_features(store: FeatureStore, config: TrainConfig, texts: Sequenc
 
 def _rank_queries(heads: DualHeads, image_x: np.ndarray, text_x: np.ndarray,
                   targets: np.ndarray, russian: bool) -> dict[str, float]:
-    masked = russian and heads.config.russian_mode != "gloss"
+    masked = russian and bool(heads.config.russian_masked)
     with torch.inference_mode():
         image = heads.image(torch.from_numpy(image_x).float()).numpy()
         flags = torch.full((len(text_x),), masked, dtype=torch.bool)
@@ -170,6 +164,28 @@ def russian_parity(store: FeatureStore, config: TrainConfig, heads: DualHeads, s
     return out
 
 
+def _recall_sum(report: Mapping[str, float]) -> float:
+    return float(report["R@1"] + report["R@5"] + report["R@10"])
+
+
+def dev_russian_report(store: FeatureStore, config: TrainConfig, heads: DualHeads,
+                       dev: SplitFeatures, translations: Path, ru_shift: np.ndarray | None
+                       ) -> dict[str, float]:
+    """Russian text→photo recall on DEV: the calibration translations against DEV's photos.
+
+    Reported next to English DEV recall when recipes are compared. These are the captions the
+    e5 offset is fitted on, so the figure flatters the offset a little; the Russian figures
+    reported as results come from the held-out translations.
+    """
+    calibration = load_translations("dev_calibration", translations)
+    position = {name: i for i, name in enumerate(dev.images)}
+    ids = [qid for qid in calibration if qid.split("#")[0] in position]
+    targets = np.array([position[qid.split("#")[0]] for qid in ids])
+    features = text_query_features(store, config, [calibration[q] for q in ids], True,
+                                   ru_shift)
+    return _rank_queries(heads, dev.image_x, features, targets, True)
+
+
 def fit_ru_shift(store: FeatureStore, translations: Path) -> np.ndarray:
     """Mean e5 offset from Russian to English on the DEV calibration captions (parallel text)."""
     calibration = load_translations("dev_calibration", translations)
@@ -205,19 +221,28 @@ def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name:
             sets = _splits(store, candidate, seed_root)
             heads, history = train_heads(candidate, sets.train, sets.dev, name, version)
             scores = _evaluate_all(heads, sets)
-            dev_score = scores["dev"]["R@1"] + scores["dev"]["R@5"] + scores["dev"]["R@10"]
-            e5_only = _rounded(evaluate(heads, sets.test, russian=True))
-            comparison.append({
-                "recipe": label, "epochs": len(history), "dev R@5": scores["dev"]["R@5"],
-                "dev R@1+5+10": dev_score, "test R@1": scores["flickr8k_test"]["R@1"],
-                "test R@5": scores["flickr8k_test"]["R@5"],
-                "test R@10": scores["flickr8k_test"]["R@10"],
-                "seed R@5": scores["seed_test"]["R@5"],
-                "test R@5 multilingual tower only": e5_only["R@5"],
-            })
-            log.info("%s: %s", label, comparison[-1])
-            if dev_score > best_score:
-                best_score, recipe = dev_score, candidate
+            row: dict[str, Any] = {
+                "recipe": label, "epochs": len(history), "dev R@5": scores["dev"]["R@5"]}
+            shift = fit_ru_shift(store, translations) if "e5" in candidate.text_towers else None
+            if shift is not None:
+                heads.ru_shift.copy_(torch.from_numpy(shift))
+            dev_ru = dev_russian_report(store, candidate, heads, sets.dev, translations, shift)
+            parity = russian_parity(store, candidate, heads, sets, seed_root, translations,
+                                    shift)
+            score = _recall_sum(scores["dev"])
+            row |= {"dev RU R@5": round(dev_ru["R@5"], 4),
+                    "selection score": round(score, 4),
+                    "test R@1": scores["flickr8k_test"]["R@1"],
+                    "test R@5": scores["flickr8k_test"]["R@5"],
+                    "test R@10": scores["flickr8k_test"]["R@10"],
+                    "seed R@5": scores["seed_test"]["R@5"],
+                    "seed RU R@5": parity["seed_test"]["ru"]["R@5"],
+                    "test #0 EN R@5": parity["flickr8k_test_caption0"]["en"]["R@5"],
+                    "test #0 RU R@5": parity["flickr8k_test_caption0"]["ru"]["R@5"]}
+            comparison.append(row)
+            log.info("%s: %s", label, row)
+            if score > best_score:
+                best_score, recipe = score, candidate
 
     sets = _splits(store, recipe, seed_root)
     heads, history = train_heads(recipe, sets.train, sets.dev, name, version)
@@ -282,15 +307,25 @@ def model_card(name: str, version: str, recipe: TrainConfig, metrics: Mapping[st
                   metrics_table(ru_rows, ["subset", "offset", "EN R@1", "RU R@1", "EN R@5",
                                           "RU R@5"]), ""]
     if comparison:
-        lines += ["## Recipes compared (chosen by DEV R@1+R@5+R@10)",
+        lines += ["## Recipes compared",
+                  "Chosen by the selection score, DEV English R@1+R@5+R@10. `dev RU` ranks the "
+                  "400 DEV calibration translations (the e5 offset is fitted on them, so it "
+                  "flatters Russian a little). TEST and seed columns are reported, never used "
+                  "to choose; `#0` is caption #0 of every TEST photo in English and in its "
+                  "held-out Russian translation.", "",
                   metrics_table(comparison, list(comparison[0].keys())), ""]
     lines += [
         "## Limits",
         "- Trained on 6000 Flickr photos of people, dogs and outdoor scenes: other subjects "
-        "(products, architecture, studio work) are matched through ImageNet features only.",
+        "(products, architecture, studio work) are matched through ImageNet features only. "
+        "Among the scikit-image sample photos, \"a cup of coffee\" ranks the coffee photo "
+        "second (after a man with a camera) and \"a rocket launch\" misses the rocket; "
+        "horses, motorcycles, cats, grass and people are found first.",
         "- The text towers are frozen: words unseen in captions are understood only as well "
         "as MiniLM/e5 understand them.",
-        "- Russian goes through the multilingual e5 tower alone (MiniLM knows no Russian).",
+        "- Russian: MiniLM knows no Russian, so it reads a word-by-word English gloss from a "
+        "hand-written lexicon (`engine/encoders/lexicon/ru_en.tsv`); words missing from it are "
+        "lost to that tower. e5 reads the Russian itself.",
         "- This model does not decide what may be shown: the legal filter does.", "",
     ]
     return "\n".join(lines)

@@ -5,11 +5,12 @@ version), `heads.safetensors` (weights and input statistics), `MODEL_CARD.md` an
 `metrics.json`. The default artifact ships inside the package (`engine/models/dual-default`),
 so search works on a fresh machine without training anything.
 
-Russian: only the multilingual tower (e5) understands it. A Cyrillic query is read by e5 as it is
-(its vector moved by the mean Russian→English offset measured on calibration captions) and by
-the English-only towers through a word-by-word English gloss (`gloss.py`), the artifact's
-`extra.russian = "gloss"`. With `"mask"` the English-only blocks are zeroed instead, as training
-zeroed them at random ("tower dropout").
+Russian: only the multilingual tower (e5) understands it. With the artifact's
+`extra.russian = "gloss"`, English-only towers read a Cyrillic query through a word-by-word
+English gloss (`gloss.py`); with `"mask"` they do not read it at all. Towers listed in
+`extra.russian_masked` have their block zeroed for Russian queries, as training zeroed them at
+random ("tower dropout"); e5 reads the original text, its vector moved by the mean
+Russian→English offset measured on calibration captions.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ class DualConfig:
 
     @property
     def russian_mode(self) -> str:
-        """`gloss` (English-only towers read a gloss) or `mask` (their blocks are zeroed)."""
+        """`gloss` (English-only towers read a gloss) or `mask` (they read nothing)."""
         return str(self.extra.get("russian", "mask"))
+
+    @property
+    def russian_masked(self) -> tuple[str, ...]:
+        """Text towers whose block is zeroed for Russian queries."""
+        default = sorted(ENGLISH_ONLY_TOWERS) if self.russian_mode == "mask" else []
+        return tuple(self.extra.get("russian_masked", default))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +109,7 @@ class DualHeads(torch.nn.Module):
     """Both heads plus the learnable temperature and the Russian offset, as one module."""
 
     ru_shift: torch.Tensor
-    multilingual_mask: torch.Tensor
+    russian_keep: torch.Tensor
 
     def __init__(self, config: DualConfig) -> None:
         super().__init__()
@@ -111,16 +118,16 @@ class DualHeads(torch.nn.Module):
         self.text = ProjectionHead(config.text_head)
         self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
         self.register_buffer("ru_shift", torch.zeros(384))
-        english_only = torch.ones(config.text_head.in_dim)
+        keep = torch.ones(config.text_head.in_dim)
         for tower, where in config.text_block_slices().items():
-            if tower in ENGLISH_ONLY_TOWERS:
-                english_only[where] = 0.0
-        self.register_buffer("multilingual_mask", english_only)
+            if tower in config.russian_masked:
+                keep[where] = 0.0
+        self.register_buffer("russian_keep", keep)
 
-    def encode_text_features(self, x: torch.Tensor, russian: torch.Tensor) -> torch.Tensor:
-        """Project text features; rows flagged `russian` see only the multilingual towers."""
+    def encode_text_features(self, x: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Project text features, zeroing the `russian_masked` blocks in rows flagged `masked`."""
         z = self.text.standardise(x)
-        keep = torch.where(russian[:, None], self.multilingual_mask[None, :], torch.ones_like(z))
+        keep = torch.where(masked[:, None], self.russian_keep[None, :], torch.ones_like(z))
         return torch.nn.functional.normalize(self.text.project(z * keep), dim=-1)
 
 
@@ -186,10 +193,11 @@ class DualEncoder:
         return embedded.numpy().astype(np.float32)
 
     def text_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Concatenated text tower features and, per text, whether its English blocks are masked.
+        """Concatenated text tower features and, per text, whether its blocks of
+        `russian_masked` towers are to be zeroed by the head (Russian texts, when any are).
 
         English-only towers read Russian texts through the gloss (`gloss` mode) or not at all
-        (`mask` mode, their block stays zero and is masked by the head).
+        (`mask` mode, their block stays zero).
         """
         russian = np.array([is_russian(t) for t in texts], dtype=bool)
         gloss = self.config.russian_mode == "gloss"
@@ -210,7 +218,7 @@ class DualEncoder:
                 shift = self.heads.ru_shift.numpy()
                 block[russian] = l2_normalize(block[russian] + shift)
             blocks.append(block)
-        masked = russian & (not gloss)
+        masked = russian & bool(self.config.russian_masked)
         return np.concatenate(blocks, axis=1), masked
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

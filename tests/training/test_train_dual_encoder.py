@@ -50,3 +50,28 @@ def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
                  str(tmp_path / "out")])
     assert code == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_compare_trains_every_candidate_and_writes_the_table(synthetic_data: Path,
+                                                             tmp_path: Path) -> None:
+    """`--compare` measures every recipe, English and Russian, and the card says which won."""
+    from training.train_command import CANDIDATES
+
+    out = tmp_path / "artifact"
+    code = main(["train-dual-encoder", "--data", str(synthetic_data), "--out", str(out),
+                 "--cache", str(tmp_path / "cache"), "--translations",
+                 str(synthetic_data / "ru"), "--compare", "--epochs", "2", "--batch-size", "16",
+                 "--patience", "2"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["comparison"]
+    assert [row["recipe"] for row in rows] == list(CANDIDATES)
+    for row in rows:
+        assert 0.0 <= row["test R@5"] <= 1.0 and 0.0 <= row["dev RU R@5"] <= 1.0
+    best = max(rows, key=lambda row: row["selection score"])
+    chosen = json.loads((out / "config.json").read_text())["extra"]["train_config"]
+    expected = CANDIDATES[best["recipe"]].to_dict() | {"epochs": 2, "batch_size": 16,
+                                                       "patience": 2}
+    assert chosen == json.loads(json.dumps(expected))
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Recipes compared" in card and best["recipe"] in card

@@ -1,0 +1,98 @@
+"""The packaged default model: loads offline, and finds the obvious photo for obvious queries.
+
+The photos are the ones that ship inside scikit-image (what `make demo` indexes); the queries
+name what is plainly in them, in English and in Russian. Photo-side child filtering is off
+here (`ChildFilter.off()`): this file tests the model's ranking, `test_child_filter*` the
+filter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from engine.child_filter import ChildFilter
+from engine.encoders import DEFAULT_MODEL_SPEC, load_encoder
+from engine.encoders.base import Encoder
+from engine.encoders.dual import DEFAULT_ARTIFACT
+from engine.index import PhotoIndex, update_index
+from engine.legal import LegalFilter
+from engine.search import SearchEngine
+
+SAMPLES = ("coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png", "horse.png",
+           "coins.png", "camera.png", "moon.png", "brick.png", "grass.png", "gravel.png",
+           "motorcycle_left.png", "hubble_deep_field.jpg", "text.png", "page.png")
+
+
+@pytest.fixture(scope="module")
+def default_encoder() -> Encoder:
+    return load_encoder(DEFAULT_MODEL_SPEC)
+
+
+@pytest.fixture(scope="module")
+def sample_engine(default_encoder: Encoder, tmp_path_factory: pytest.TempPathFactory
+                  ) -> SearchEngine:
+    photos = tmp_path_factory.mktemp("samples")
+    for name in SAMPLES:
+        shutil.copy(Path(skimage.data.data_dir) / name, photos / name)
+    index = tmp_path_factory.mktemp("index")
+    update_index(photos, index, default_encoder, progress=False)
+    return SearchEngine(default_encoder, PhotoIndex.open(index), LegalFilter.default(),
+                        ChildFilter.off())
+
+
+def test_artifact_carries_name_version_metrics_and_card(default_encoder: Encoder) -> None:
+    metrics = json.loads((DEFAULT_ARTIFACT / "metrics.json").read_text())
+    assert default_encoder.name == f"{metrics['name']}@{metrics['version']}"
+    card = (DEFAULT_ARTIFACT / "MODEL_CARD.md").read_text()
+    assert "python -m training" in card and "train-dual-encoder" in card and "Flickr8k" in card
+    for key in ("flickr8k_test", "seed_test", "dev"):
+        assert 0.0 < metrics[key]["R@5"] <= 1.0
+
+
+def test_embeddings_are_unit_rows(default_encoder: Encoder) -> None:
+    vectors = default_encoder.encode_texts(["a dog on a beach", "собака на пляже", ""])
+    assert vectors.shape == (3, default_encoder.dim) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors[:2], axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("a horse", "horse.png"),
+    ("a man with a camera", "camera.png"),
+    ("a ginger cat", "chelsea.png"),
+    ("grass", "grass.png"),
+    ("лошадь", "horse.png"),
+    ("мужчина с фотоаппаратом", "camera.png"),
+    ("рыжий кот", "chelsea.png"),
+])
+def test_obvious_queries_find_the_obvious_photo(sample_engine: SearchEngine, query: str,
+                                                expected: str) -> None:
+    """Subjects of the training domain (people, animals, vehicles, scenes), both languages."""
+    result = sample_engine.search(query, k=3)
+    assert not result.blocked
+    assert result.hits[0].photo == expected, [h.photo for h in result.hits]
+
+
+def test_objects_outside_the_training_domain_still_rank_high(sample_engine: SearchEngine
+                                                             ) -> None:
+    """Flickr8k has few photos of objects: "a cup of coffee" is a weak spot (the model card
+    says so); the coffee photo must still be among the first three of fifteen."""
+    photos = [h.photo for h in sample_engine.search("a cup of coffee", k=3).hits]
+    assert "coffee.png" in photos, photos
+
+
+def test_russian_and_english_rank_alike(sample_engine: SearchEngine) -> None:
+    english = [h.photo for h in sample_engine.search("a horse", k=15).hits]
+    russian = [h.photo for h in sample_engine.search("лошадь", k=15).hits]
+    assert english[0] == russian[0]
+    assert len(set(english[:5]) & set(russian[:5])) >= 3
+
+
+def test_refused_query_never_reaches_the_model(sample_engine: SearchEngine) -> None:
+    result = sample_engine.search("a little girl")
+    assert result.blocked and result.hits == [] and result.message is not None
