@@ -17,7 +17,7 @@ from telegram import BotCommand, BotCommandScopeAllPrivateChats
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
-from bot.handlers import handlers
+from bot.handlers import BEFORE_GROUP, before_handlers, handlers
 from bot.handlers.errors import on_error
 from bot.services import BotApplication, BotContext, BotData, BotServices
 from bot.settings import BotSettings
@@ -62,6 +62,8 @@ def build_application(settings: BotSettings, services: BotServices) -> BotApplic
         .build()
     )
     application.bot_data.services = services
+    for handler in before_handlers():
+        application.add_handler(handler, group=BEFORE_GROUP)
     for handler in handlers():
         application.add_handler(handler)
     application.add_error_handler(on_error)

@@ -9,24 +9,35 @@ slot that `build_application` fills, and handlers use the typed `context.service
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import User
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.callbacks import CallbackCodec
-from bot.i18n import Language, normalize_language
-from bot.preferences import LanguagePreferences
+from bot.i18n import LANGUAGES, Language, normalize_language
 from bot.settings import BotSettings
-from bot.storage import reader
+from bot.storage import TelegramUser, get_chosen_language, reader, set_chosen_language
 from bot.throttle import Throttle
 from engine.search import SearchEngine
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# The /language choice of the user whose update this task is handling: (user id, choice or
+# None). Set by `load_language` before the handlers run (PTB runs one update's handlers in one
+# task, and every task has its own copy of the context), read by the synchronous `language_of`.
+_chosen_language: ContextVar[tuple[int, Language | None] | None] = ContextVar(
+    "chosen_language", default=None
+)
 
 
 @dataclass
@@ -44,7 +55,6 @@ class BotServices:
     sessions: sessionmaker[Session]
     codec: CallbackCodec
     throttle: Throttle
-    preferences: LanguagePreferences
     # Bounds model inference running at once (CPU-bound; more would only thrash).
     search_slots: asyncio.Semaphore
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -52,11 +62,38 @@ class BotServices:
     _paging: dict[int, asyncio.Lock] = field(default_factory=dict)
 
     def language_of(self, user: User | None) -> Language:
-        """The language to talk to `user` in: their /language choice, else Telegram's."""
+        """The language to talk to `user` in: their /language choice, else Telegram's.
+
+        The choice is the one `load_language` read from storage for the update being handled
+        (the database is the only record, so every bot replica sees the same choice).
+        """
         if user is None:
             return "en"
-        chosen = self.preferences.get(user.id)
-        return chosen if chosen is not None else normalize_language(user.language_code)
+        loaded = _chosen_language.get()
+        if loaded is not None and loaded[0] == user.id and loaded[1] is not None:
+            return loaded[1]
+        return normalize_language(user.language_code)
+
+    async def load_language(self, user: User | None) -> None:
+        """Read `user`'s /language choice for the update being handled (before its handlers).
+
+        A database that cannot be read costs the user their choice for this update only: they
+        get Telegram's language, and whatever the handler itself stores reports the failure.
+        """
+        if user is None:
+            return
+        try:
+            stored = await self.read(lambda session: get_chosen_language(session, user.id))
+        except SQLAlchemyError as exc:
+            log.warning("user %s: chosen language not read: %s", user.id, exc)
+            return
+        chosen: Language | None = next((lang for lang in LANGUAGES if lang == stored), None)
+        _chosen_language.set((user.id, chosen))
+
+    async def choose_language(self, user: TelegramUser, language: Language) -> None:
+        """Store `user`'s /language choice; the rest of this update is answered in it too."""
+        await self.in_transaction(lambda session: set_chosen_language(session, user, language))
+        _chosen_language.set((user.id, language))
 
     def is_admin(self, user: User | None) -> bool:
         return user is not None and user.id in self.settings.admin_ids

@@ -21,7 +21,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SQLITE_FILENAME = "bot.sqlite3"
 EXPORT_KEY_FILENAME = "export_hash.key"
 CALLBACK_KEY_FILENAME = "callback.key"
-PREFERENCES_FILENAME = "languages.json"
 
 
 def parse_id_list(value: Any) -> Any:
@@ -137,11 +136,6 @@ class BotSettings(BaseSettings):
     def callback_key_path(self) -> Path:
         """Where the generated button-signing key is kept when CALLBACK_SECRET is unset."""
         return self.data_dir / CALLBACK_KEY_FILENAME
-
-    @property
-    def preferences_path(self) -> Path:
-        """The users' chosen interface languages (`/language`)."""
-        return self.data_dir / PREFERENCES_FILENAME
 
     @property
     def model_explicit(self) -> bool:

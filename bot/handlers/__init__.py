@@ -4,15 +4,37 @@ Order matters in PTB's group 0 (first match wins): commands, then new messages b
 type (text and photos are queries; stickers, voice, documents, the rest get a short answer),
 then edited messages, then buttons by their callback prefix. Queries are only taken in private
 chats, where the bot is a search box; in groups it answers commands only.
+
+Before any of them (group `BEFORE_GROUP`), `before_handlers` read the sender's stored state that
+every handler needs (their /language choice), so the handlers themselves stay synchronous there.
 """
 
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from bot.handlers import admin, commands, search, votes
 from bot.services import BotContext
+
+BEFORE_GROUP = -1
+
+
+async def load_sender_state(update: Update, context: BotContext) -> None:
+    """Runs first for every update: the sender's /language choice, read from storage."""
+    await context.services.load_language(update.effective_user)
+
+
+def before_handlers() -> list[BaseHandler[Update, BotContext, object]]:
+    """Handlers for group `BEFORE_GROUP`: they run for every update, before `handlers()`."""
+    return [TypeHandler(Update, load_sender_state)]
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from telegram import Message, Update
+from telegram import Message, Update, User
 
 from bot.callbacks import CallbackDataError, LanguageButton
-from bot.handlers.common import CallbackAnswer, require_callback, require_message
+from bot.handlers.common import (
+    CallbackAnswer,
+    require_callback,
+    require_message,
+    telegram_user,
+)
 from bot.i18n import Language, parse_language, text
 from bot.rendering import language_keyboard
 from bot.services import BotContext
@@ -43,7 +47,7 @@ async def on_language(update: Update, context: BotContext) -> None:
         if chosen is None:
             await message.reply_text(text(services.language_of(user), "language_unknown"))
             return
-        await _remember(context, user.id, chosen)
+        await _remember(context, user, chosen)
         await message.reply_text(text(chosen, "language_set"))
         return
     await message.reply_text(
@@ -63,7 +67,7 @@ async def on_language_button(update: Update, context: BotContext) -> None:
         if not isinstance(button, LanguageButton):
             await answer(text(context.services.language_of(user), "button_expired"))
             return
-        await _remember(context, user.id, button.language)
+        await _remember(context, user, button.language)
         await answer(text(button.language, "language_set"))
         if isinstance(query.message, Message):
             await query.edit_message_text(text(button.language, "language_set"))
@@ -71,9 +75,9 @@ async def on_language_button(update: Update, context: BotContext) -> None:
         await answer()
 
 
-async def _remember(context: BotContext, user_id: int, language: Language) -> None:
-    await asyncio.to_thread(context.services.preferences.set, user_id, language)
-    log.info("user %s: language set to %s", user_id, language)
+async def _remember(context: BotContext, user: User, language: Language) -> None:
+    await context.services.choose_language(telegram_user(user), language)
+    log.info("user %s: language set to %s", user.id, language)
 
 
 async def on_unknown_command(update: Update, context: BotContext) -> None:

@@ -64,9 +64,12 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     username: Mapped[str | None] = mapped_column(String(64))
+    # The client's language code as Telegram last reported it (refreshed on every query).
     language: Mapped[str | None] = mapped_column(String(16))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The interface language the user picked with /language; NULL: follow `language`.
+    chosen_language: Mapped[str | None] = mapped_column(String(8))
 
 
 class Query(Base):

@@ -153,6 +153,46 @@ def upsert_user(session: Session, user: TelegramUser, *, now: datetime | None = 
     session.execute(stmt)
 
 
+CHOSEN_LANGUAGE_MAX = 8  # users.chosen_language is String(8)
+
+
+def set_chosen_language(
+    session: Session, user: TelegramUser, language: str | None, *, now: datetime | None = None
+) -> bool:
+    """Remember the interface language `user` chose (/language); None forgets the choice.
+
+    One statement: a user the bot has not seen yet gets their row (as `upsert_user` would make
+    it), a known user only has `chosen_language` changed. Idempotent: choosing the language
+    already chosen changes nothing. Returns whether anything changed. The code is stored as
+    given; which codes the bot speaks is the bot's business, not storage's.
+    """
+    if language is not None and not 0 < len(language) <= CHOSEN_LANGUAGE_MAX:
+        raise ValueError(f"a language code has 1 to {CHOSEN_LANGUAGE_MAX} characters: {language!r}")
+    now = now or utcnow()
+    stmt = _dialect_insert(session, User).values(
+        id=user.id,
+        username=user.username,
+        language=user.language,
+        first_seen=now,
+        last_seen=now,
+        chosen_language=language,
+    )
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[User.id],
+        set_={"chosen_language": excluded.chosen_language},
+        where=User.chosen_language.is_distinct_from(excluded.chosen_language),
+    ).returning(User.id)
+    return session.execute(stmt).first() is not None
+
+
+def get_chosen_language(session: Session, user_id: int) -> str | None:
+    """The language `user_id` chose with /language; None when they never chose (or are unknown)."""
+    return session.execute(
+        select(User.chosen_language).where(User.id == user_id)
+    ).scalar_one_or_none()
+
+
 # ---------------------------------------------------------------------------------------------
 # Queries and the photos shown for them
 

@@ -60,7 +60,6 @@ def test_settings_for_the_bot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     settings = BotSettings()
     assert not settings.model_explicit  # MODEL unset: the index's own model is used
     assert settings.callback_key_path == Path("data/callback.key")
-    assert settings.preferences_path == Path("data/languages.json")
     assert settings.query_interval == 1.0 and settings.photo_long_side == 1280
     monkeypatch.setenv("MODEL", "dual:default")
     monkeypatch.setenv("QUERY_INTERVAL", "0.5")
