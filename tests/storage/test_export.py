@@ -443,9 +443,21 @@ def test_unwritable_key_location(
     assert sorted(p.name for p in work.iterdir()) == ["blocker"]
 
 
-def test_no_subcommand_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 2
+def test_export_without_table_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export"]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_no_subcommand_runs_the_bot_and_needs_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m bot` is the bot itself (issue 4); without a token it says so in one line."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TELEGRAM_BOT_TOKEN" in err[0]
 
 
 # --- pure parts -----------------------------------------------------------------------------
