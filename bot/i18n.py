@@ -80,6 +80,9 @@ _EN: Final[dict[str, str]] = {
     "rate_prompt": "Rate by number: 👍 good match, 👎 poor match (press again to undo).",
     "more_button": "More ▶",
     "no_more_results": "That was everything I found for this query.",
+    "withheld_one": "{count} photo withheld.",
+    "withheld_few": "{count} photos withheld.",
+    "withheld_many": "{count} photos withheld.",
     "slow_down": "You are sending queries quickly; I answer one a second, yours are queued.",
     "too_many_queued": (
         "Too many queries at once: I skipped this one. Wait a few seconds and send it again."
@@ -184,6 +187,9 @@ _RU: Final[dict[str, str]] = {
     "rate_prompt": "Оцените по номеру: 👍 подходит, 👎 не подходит (повторное нажатие отменяет).",
     "more_button": "Ещё ▶",
     "no_more_results": "Это всё, что нашлось по этому запросу.",
+    "withheld_one": "{count} фотография скрыта.",
+    "withheld_few": "{count} фотографии скрыты.",
+    "withheld_many": "{count} фотографий скрыто.",
     "slow_down": (
         "Вы отправляете запросы очень часто: отвечаю на один в секунду, остальные в очереди."
     ),
@@ -258,6 +264,16 @@ def text(language: Language, key: str, **values: object) -> str:
     tests catch for every message in both languages.
     """
     return MESSAGES[language][key].format(**values)
+
+
+def plural_key(stem: str, count: int) -> str:
+    """`stem_one`, `stem_few` or `stem_many` by the Russian rule (1, 21 / 2-4, 22 / 5-20, 0);
+    English messages use the same three keys with "few" and "many" worded alike."""
+    if count % 10 == 1 and count % 100 != 11:
+        return f"{stem}_one"
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return f"{stem}_few"
+    return f"{stem}_many"
 
 
 def placeholders(template: str) -> frozenset[str]:

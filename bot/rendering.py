@@ -16,8 +16,9 @@ from typing import Final, TypeVar
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, PhotoSize
 
 from bot.callbacks import CallbackCodec, LanguageButton, MoreButton, VoteButton, VoteTarget
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, Language, text
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, Language, plural_key, text
 from bot.storage.stats import Stats
+from engine.legal import disclaimer
 from engine.search import MAX_QUERY_CHARS
 
 MAX_ALBUM: Final = 10
@@ -84,6 +85,18 @@ def results_header(language: Language, query: str, first: int, last: int) -> str
     key = "results_header_one" if first == last else "results_header"
     header = text(language, key, first=first, last=last, query=quoted)
     return truncate(f"{header}\n{text(language, 'rate_prompt')}", MAX_MESSAGE)
+
+
+def withheld_notice(language: Language, count: int) -> str | None:
+    """"N photos withheld." and the legal disclaimer, or None when nothing was withheld.
+
+    Said after the results so the user knows the page is not everything the collection
+    holds, and why; the count is the engine's `SearchResult.withheld` for that page.
+    """
+    if count <= 0:
+        return None
+    notice = text(language, plural_key("withheld", count), count=count)
+    return truncate(f"{notice} {disclaimer(language)}", MAX_MESSAGE)
 
 
 def vote_label(rank: int, vote: int, current: int | None) -> str:

@@ -21,6 +21,7 @@ stderr); 1 anything unexpected (e.g. the Bot API unreachable after BOOTSTRAP_RET
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -38,7 +39,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.app import MissingTokenError, build_application
 from bot.callbacks import CallbackCodec
 from bot.exporting.pseudonym import KeyFileError, load_or_create_key
-from bot.preferences import LanguagePreferences
 from bot.services import BotApplication, BotServices
 from bot.settings import BotSettings
 from bot.storage import DatabaseConfigError, MigrationError, make_session_factory, open_database
@@ -121,11 +121,13 @@ def configure_logging(settings: BotSettings, *, verbose: bool = False) -> None:
 def build_services(settings: BotSettings) -> BotServices:
     """Open the database, the index, the model and the filter; raise StartupError on a
     problem the operator can fix."""
+    from engine.child_filter import ChildFilterError
     from engine.encoders import DEFAULT_MODEL_SPEC, ModelSpecError, load_encoder
     from engine.index import IndexError_, IndexNotFoundError, PhotoIndex, update_index
     from engine.legal import LegalFilter, LexiconError
+    from engine.moderation import ModerationError
     from engine.search import SearchEngine
-    from engine.settings import EngineSettings
+    from engine.settings import EngineSettings, child_filter_from_settings
 
     index_dir = settings.index_dir
     if index_dir is None:
@@ -161,13 +163,17 @@ def build_services(settings: BotSettings) -> BotServices:
             spec = str(existing.manifest.get("model_spec") or DEFAULT_MODEL_SPEC)
         log.info("loading model %s", spec)
         encoder = load_encoder(spec)
+        engine_settings = EngineSettings()
+        child_filter = child_filter_from_settings(engine_settings, encoder.name, lambda: encoder)
         if existing is None and settings.photos_dir is not None:
-            _build_index(settings.photos_dir, index_dir, encoder, spec, update_index)
+            _build_index(settings.photos_dir, index_dir, encoder, spec,
+                         functools.partial(update_index, child_filter=child_filter))
         index = PhotoIndex.open(index_dir)
-        legal = LegalFilter.default(EngineSettings().legal_extra_lexicons)
+        legal = LegalFilter.default(engine_settings.legal_extra_lexicons)
         legal.warm_up()
-        engine = SearchEngine(encoder, index, legal)
-    except (IndexError_, ModelSpecError, LexiconError) as exc:
+        engine = SearchEngine(encoder, index, legal, child_filter)
+    except (IndexError_, ModelSpecError, LexiconError, ChildFilterError,
+            ModerationError) as exc:
         raise StartupError(str(exc)) from None
     log.info("index %s: %d photos, model %s", index_dir, len(index), encoder.name)
 
@@ -188,7 +194,6 @@ def build_services(settings: BotSettings) -> BotServices:
         sessions=make_session_factory(database),
         codec=codec,
         throttle=Throttle(settings.query_interval, settings.query_queue),
-        preferences=LanguagePreferences(settings.preferences_path),
         search_slots=asyncio.Semaphore(settings.search_workers),
     )
 

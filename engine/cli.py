@@ -1,7 +1,9 @@
-"""`python -m engine`: build or update an index, search it, write contact sheets.
+"""`python -m engine`: build or update an index, search it, write contact sheets, re-flag
+photos of children after a detector or threshold change, and record moderation overrides.
 
 Exit codes: 0 success (also when some photos were skipped), 2 a problem the user can fix
-(missing folder, empty or too long query, wrong model), 1 anything unexpected.
+(missing folder, empty or too long query, wrong model, unusable detector or moderation file),
+1 anything unexpected.
 """
 
 from __future__ import annotations
@@ -12,11 +14,23 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.encoders import DEFAULT_MODEL_SPEC, ModelSpecError, load_encoder
-from engine.index import IndexError_, PhotoIndex, update_index
+from engine.child_filter import ChildFilter, ChildFilterError
+from engine.encoders import DEFAULT_MODEL_SPEC, Encoder, ModelSpecError, load_encoder
+from engine.index import IndexError_, PhotoIndex, reflag_index, update_index
+from engine.moderation import (
+    Decision,
+    ModerationError,
+    normalize_photo,
+    read_overrides,
+    set_decision,
+)
 from engine.search import QueryError, SearchEngine, SearchResult, validate_query
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, child_filter_from_settings
+
+if TYPE_CHECKING:
+    from engine.rerank import Reranker
 
 log = logging.getLogger("engine")
 
@@ -47,6 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--queries", type=Path, help="file with one query per line")
     search.add_argument("--html", type=Path, help="write a contact sheet of the results")
     search.add_argument("--model", help="model spec (default: the index's model)")
+    search.add_argument("--rerank", type=Path,
+                        help="re-ranker artifact directory (python -m training seed-study)")
+    search.add_argument("--rerank-depth", type=int,
+                        help="candidates the re-ranker re-orders (default: the artifact's)")
+
+    reflag = sub.add_parser(
+        "reflag", help="score and flag photos of children again (after a detector or "
+                       "threshold change), from the stored embeddings: nothing is re-embedded")
+    reflag.add_argument("--index", type=Path, required=True, dest="index_dir")
+    reflag.add_argument("--model", help="model spec (default: the index's model)")
+
+    moderate = sub.add_parser(
+        "moderate", help="force-allow or force-block photos (INDEX_DIR/moderation.csv); "
+                         "block > allow > detector flag")
+    moderate.add_argument("--index", type=Path, required=True, dest="index_dir")
+    action = moderate.add_mutually_exclusive_group(required=True)
+    action.add_argument("--allow", nargs="+", metavar="PHOTO",
+                        help="show these photos even when flagged (until the file changes)")
+    action.add_argument("--block", nargs="+", metavar="PHOTO", help="never show these photos")
+    action.add_argument("--clear", nargs="+", metavar="PHOTO",
+                        help="remove the override: the detector decides again")
+    action.add_argument("--list", action="store_true", help="print the overrides")
+    moderate.add_argument("--note", default="", help="why (kept in the CSV)")
     return parser
 
 
@@ -55,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = EngineSettings()
+    commands = {"index": run_index, "search": run_search, "reflag": run_reflag,
+                "moderate": run_moderate}
     try:
-        if args.command == "index":
-            return run_index(args, settings)
-        return run_search(args, settings)
-    except (UsageError, IndexError_, ModelSpecError, QueryError) as error:
+        return commands[args.command](args, settings)
+    except (UsageError, IndexError_, ModelSpecError, QueryError, ChildFilterError,
+            ModerationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -82,12 +120,18 @@ def run_index(args: argparse.Namespace, settings: EngineSettings) -> int:
         raise UsageError(f"photo directory does not exist: {photo_dir}")
     spec = _model_spec(args, settings, args.index_dir)
     encoder = load_encoder(spec)
+    child_filter = _child_filter(settings, encoder)
     report = update_index(photo_dir, args.index_dir, encoder, model_spec=spec,
                           batch_size=args.batch_size or settings.batch_size,
-                          workers=args.workers or settings.workers, progress=not args.quiet)
+                          workers=args.workers or settings.workers, progress=not args.quiet,
+                          child_filter=child_filter)
     print(f"index {args.index_dir}: {report.total} photos ({report.added} added, "
           f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged)"
           f" with {encoder.name}")
+    info = PhotoIndex.open(args.index_dir).child_filter_info
+    if info is not None:
+        print(f"child filter {info['version']}: {info['flagged']} of {report.total} photos "
+              "flagged")
     if report.embedded:
         print(f"embedded {report.embedded} photos in {report.embed_seconds:.1f} s "
               f"({report.photos_per_second:.1f} photos/s)")
@@ -127,7 +171,10 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
 
     index = PhotoIndex.open(args.index_dir)
     encoder = load_encoder(_model_spec(args, settings, args.index_dir))
-    engine = SearchEngine(encoder, index, LegalFilter.default(settings.legal_extra_lexicons))
+    index.require_model(encoder.name)
+    engine = SearchEngine(encoder, index, LegalFilter.default(settings.legal_extra_lexicons),
+                          _child_filter(settings, encoder),
+                          reranker=_reranker(args, settings, encoder.name))
     results: list[SearchResult] = []
     for text in queries:
         try:
@@ -136,7 +183,8 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
             if len(queries) == 1:
                 raise
             print(json.dumps({"query": text[:80], "blocked": False, "message": str(error),
-                              "results": [], "error": True}, ensure_ascii=False), flush=True)
+                              "results": [], "withheld": 0, "error": True},
+                             ensure_ascii=False), flush=True)
             continue
         results.append(result)
         if args.json:
@@ -151,6 +199,25 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
     return 0
 
 
+def _reranker(args: argparse.Namespace, settings: EngineSettings, encoder_name: str
+              ) -> Reranker | None:
+    """The optional re-ranker: --rerank, else the ENGINE_RERANK setting, else none."""
+    path = args.rerank or settings.rerank
+    if path is None:
+        return None
+    from engine.rerank import RerankerError, load_reranker
+
+    depth = args.rerank_depth if args.rerank_depth is not None else settings.rerank_depth
+    if depth is not None and depth < 1:
+        raise UsageError("--rerank-depth must be at least 1")
+    try:
+        reranker = load_reranker(path, depth)
+        reranker.check_encoder(encoder_name)
+        return reranker
+    except RerankerError as error:
+        raise UsageError(str(error)) from error
+
+
 def print_result(result: SearchResult) -> None:
     """Human-readable ranking for the terminal."""
     print(f"\n“{result.query}”  ({result.language}, {result.elapsed_ms:.0f} ms)")
@@ -161,3 +228,85 @@ def print_result(result: SearchResult) -> None:
         print("  nothing found")
     for rank, hit in enumerate(result.hits, start=1):
         print(f"  {rank:>2}. {hit.score:6.3f}  {hit.photo}")
+    if result.withheld:
+        print(f"  {result.withheld} photo(s) withheld: {result.message or _disclaimer(result)}")
+
+
+def _disclaimer(result: SearchResult) -> str:
+    from engine.legal import disclaimer
+
+    return disclaimer(result.language)
+
+
+def _child_filter(settings: EngineSettings, encoder: Encoder) -> ChildFilter:
+    return child_filter_from_settings(settings, encoder.name, lambda: encoder)
+
+
+def run_reflag(args: argparse.Namespace, settings: EngineSettings) -> int:
+    """Re-score every photo from its stored embedding under the configured detector."""
+    if not args.index_dir.is_dir():
+        raise UsageError(f"index directory does not exist: {args.index_dir}")
+    index = PhotoIndex.open(args.index_dir)
+    spec = _model_spec(args, settings, args.index_dir)
+
+    def encoder() -> Encoder:  # only the zero-shot fallback needs the model (its text side)
+        loaded = load_encoder(spec)
+        index.require_model(loaded.name)
+        return loaded
+
+    child_filter = child_filter_from_settings(settings, index.model, encoder)
+    report = reflag_index(args.index_dir, child_filter)
+    before = "unknown" if report.flagged_before is None else str(report.flagged_before)
+    state = "re-flagged" if report.written else "already flagged by this filter"
+    print(f"index {args.index_dir}: {state}: {report.flagged} of {report.total} photos flagged "
+          f"by {child_filter.version} (before: {before}; {report.newly_flagged} newly "
+          f"flagged, {report.unflagged} no longer flagged)")
+    return 0
+
+
+def _photo_key(photo: str, index: PhotoIndex | None) -> str:
+    """A photo as the index names it: relative to the photo folder (absolute paths inside
+    the folder are accepted too)."""
+    path = Path(photo)
+    if path.is_absolute() and index is not None:
+        try:
+            return path.resolve().relative_to(index.photo_dir).as_posix()
+        except ValueError:
+            raise UsageError(f"{photo} is not inside the indexed folder {index.photo_dir}"
+                             ) from None
+    return normalize_photo(photo)
+
+
+def run_moderate(args: argparse.Namespace, settings: EngineSettings) -> int:
+    """Record overrides in INDEX_DIR/moderation.csv (they outlive re-indexing)."""
+    del settings
+    root: Path = args.index_dir
+    if not root.is_dir():
+        raise UsageError(f"index directory does not exist: {root}")
+    if args.list:
+        for item in read_overrides(root).items:
+            note = f"  # {item.note}" if item.note else ""
+            print(f"{item.decision:<6} {item.photo}  ({item.updated}){note}")
+        return 0
+    try:
+        index: PhotoIndex | None = PhotoIndex.open(root)
+    except IndexError_:
+        index = None
+    signatures = index.signatures() if index is not None else {}
+    decision: Decision | None = "allow" if args.allow else "block" if args.block else None
+    photos = [_photo_key(p, index) for p in (args.allow or args.block or args.clear)]
+    if decision == "allow":
+        missing = [p for p in photos if p not in signatures]
+        if missing:
+            raise UsageError(f"not in the index: {', '.join(missing)} (an allow is bound to "
+                             "the file as indexed: index the photo first)")
+    for photo in photos:
+        set_decision(root, photo, decision, signature=signatures.get(photo), note=args.note)
+        if decision == "block":
+            known = "" if photo in signatures else " (not in the index yet)"
+            print(f"blocked {photo}{known}: never shown")
+        elif decision == "allow":
+            print(f"allowed {photo}: shown even when flagged, until the file changes")
+        else:
+            print(f"cleared {photo}: the detector decides")
+    return 0

@@ -3,17 +3,29 @@
 Layout::
 
     INDEX_DIR/CURRENT            name of the live generation (replaced atomically)
+    INDEX_DIR/moderation.csv     admin overrides (`engine.moderation`), outside every generation
     INDEX_DIR/gen-000007/
-        manifest.json            model, dim, photo folder, per-photo path/size/mtime, skipped files
+        manifest.json            model, dim, photo folder, per-photo path/size/mtime, skipped
+                                 files, and `child_filter`: which detector scored the photos
         embeddings.npy           float32 (N, dim), rows L2-normalised, memory-mapped on open
+        child_scores.npy         float32 (N,), the child detector's score of each photo
+        child_flags.npy          bool (N,), score >= the threshold in `child_filter`
 
 An update writes a complete new generation beside the live one and only then swaps `CURRENT`,
 so a crash or Ctrl-C mid-run leaves the previous index usable. Photos are identified by their
 path relative to the photo folder; size and modification time tell whether a file changed.
+
+Child scores are computed from the embeddings when a generation is written (indexing scores
+every photo it embeds) and again by `reflag_index` when the detector or threshold changes;
+re-flagging writes a new generation whose `embeddings.npy` is a hard link to the old one, so
+no photo is decoded or embedded again. An index without scores (older, or written without a
+filter) still searches safely: the engine scores it in memory (`PhotoIndex.child_scores`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from engine.child_filter import ChildFilter
 from engine.encoders.base import Encoder
 from engine.images import UnreadablePhotoError, is_photo_path, open_photo, to_array
 
@@ -36,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
+CHILD_SCORES = "child_scores.npy"
+CHILD_FLAGS = "child_flags.npy"
 
 
 class IndexError_(Exception):
@@ -121,13 +136,14 @@ class PhotoIndex:
     """A read-only view of the live generation of an index directory."""
 
     def __init__(self, root: Path, generation: Path, manifest: dict[str, Any],
-                 embeddings: np.ndarray) -> None:
+                 embeddings: np.ndarray, stored_scores: np.ndarray | None = None) -> None:
         self.root = root
         self.generation = generation
         self.manifest = manifest
         self.embeddings = embeddings
         self.paths: list[str] = [p["path"] for p in manifest["photos"]]
         self._row_of = {path: row for row, path in enumerate(self.paths)}
+        self.stored_scores = stored_scores
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -146,7 +162,14 @@ class PhotoIndex:
             embeddings = np.load(generation / "embeddings.npy", mmap_mode="r")
         else:
             embeddings = np.zeros((0, int(manifest["dim"])), dtype=np.float32)
-        return cls(root, generation, manifest, embeddings)
+        scores: np.ndarray | None = None
+        if manifest.get("child_filter") and (generation / CHILD_SCORES).is_file():
+            scores = np.load(generation / CHILD_SCORES, mmap_mode="r")
+            if len(scores) != len(manifest["photos"]):
+                log.warning("index %s: child scores do not match the photos; ignoring them",
+                            generation)
+                scores = None
+        return cls(root, generation, manifest, embeddings, scores)
 
     @property
     def model(self) -> str:
@@ -165,6 +188,32 @@ class PhotoIndex:
 
     def row(self, path: str) -> int | None:
         return self._row_of.get(path)
+
+    def signatures(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every indexed file, by path (what an allow override checks)."""
+        return {p["path"]: (int(p["size"]), int(p["mtime_ns"])) for p in self.manifest["photos"]}
+
+    @property
+    def child_filter_info(self) -> dict[str, Any] | None:
+        """What scored the stored photos: detector identity, threshold, flagged count."""
+        info = self.manifest.get("child_filter")
+        return dict(info) if isinstance(info, dict) else None
+
+    def child_scores(self, child_filter: ChildFilter) -> np.ndarray:
+        """Every photo's score under `child_filter`: the stored scores when the same detector
+        wrote them, else computed now from the embeddings (never from the photos)."""
+        info = self.child_filter_info
+        if not child_filter.enabled:
+            return np.zeros(len(self.paths), dtype=np.float32)
+        if (self.stored_scores is not None and info is not None
+                and info.get("detector") == child_filter.detector_id):
+            return np.asarray(self.stored_scores, dtype=np.float32)
+        if len(self.paths):
+            log.warning("index %s was scored by %s, not %s: scoring %d photos in memory "
+                        "(store the scores with `python -m engine reflag --index %s`)",
+                        self.root, info.get("detector") if info else "nothing",
+                        child_filter.detector_id, len(self.paths), self.root)
+        return child_filter.scores(self.embeddings)
 
     def require_model(self, model_name: str) -> None:
         """Refuse to search with a model other than the one that built the index."""
@@ -191,6 +240,55 @@ class PhotoIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(row), float(scores[row])) for row in top if np.isfinite(scores[row])]
 
+    def ranked(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Ranking:
+        """The `k` best rows not excluded, and how many excluded rows were passed over.
+
+        `Ranking.withheld` counts the excluded rows the unfiltered ranking puts at or above
+        the last row returned (ties count as above); when fewer than `k` rows come back (the
+        allowed rows ran out) every excluded row counts, since each would have filled one of
+        the empty places. `RankedRow.withheld_above` is the same count for each row, so a
+        caller paging through results can tell how many were withheld within one page.
+        """
+        if len(self.paths) == 0 or k <= 0:
+            return Ranking([], 0)
+        raw = np.asarray(self.embeddings @ np.asarray(query, dtype=np.float32))
+        excluding = exclude is not None and bool(exclude.any())
+        scores = np.where(exclude, -np.inf, raw) if exclude is not None and excluding else raw
+        take = min(k, len(scores))
+        top = np.argpartition(-scores, take - 1)[:take]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        rows = [(int(row), float(scores[row])) for row in top if np.isfinite(scores[row])]
+        if not excluding:
+            return Ranking([RankedRow(row, score, 0) for row, score in rows], 0)
+        excluded_scores = raw[exclude]
+        if not rows:
+            return Ranking([], int(np.count_nonzero(~np.isnan(excluded_scores))))
+        # Excluded scores at or above the last returned one, ascending, to count per row.
+        above = np.sort(excluded_scores[excluded_scores >= rows[-1][1]])
+        ranked = [RankedRow(row, score,
+                            int(len(above) - np.searchsorted(above, score, side="left")))
+                  for row, score in rows]
+        if len(rows) < k:
+            withheld = int(np.count_nonzero(~np.isnan(excluded_scores)))
+        else:
+            withheld = len(above)
+        return Ranking(ranked, withheld)
+
+
+@dataclass(frozen=True)
+class RankedRow:
+    """One returned row: its score and the excluded rows ranked at or above it."""
+
+    row: int
+    score: float
+    withheld_above: int
+
+
+@dataclass(frozen=True)
+class Ranking:
+    rows: list[RankedRow]
+    withheld: int
+
 
 # ------------------------------------------------------------------------------- updating
 
@@ -198,12 +296,15 @@ class PhotoIndex:
 def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: str | None = None,
                  batch_size: int = 32,
                  workers: int = 2, progress: bool = True,
-                 on_progress: Callable[[int, int], None] | None = None) -> UpdateReport:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 child_filter: ChildFilter | None = None) -> UpdateReport:
     """Bring the index at `root` in line with `photo_dir`: embed new/changed, drop deleted.
 
     A run with another model (or another photo folder) than the live index re-embeds
     everything. Unreadable photos are skipped and reported; they are not retried until the
-    file changes.
+    file changes. With `child_filter` every photo of the new generation gets its child score
+    and flag (scoring is a product with the embeddings, so all rows are scored, not only the
+    new ones); a run that changes no photo but brings another filter re-flags the index.
     """
     photo_dir = photo_dir.resolve()
     found = scan_photos(photo_dir)
@@ -246,7 +347,8 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
     report.skipped.extend(failures)
     report.total = len(keep) + len(embedded)
 
-    if previous is not None and not report.changed and not failures and \
+    same_filter = child_filter is None or _scored_by(previous, child_filter)
+    if previous is not None and not report.changed and not failures and same_filter and \
             len(report.skipped) == len(previous.manifest.get("skipped", [])):
         return report  # nothing to write: the live generation is already current
 
@@ -271,7 +373,71 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
         "photos": [{"path": p.path, "size": p.size, "mtime_ns": p.mtime_ns} for p in photos],
         "skipped": [s.__dict__ for s in sorted(report.skipped, key=lambda s: s.path)],
     }
-    write_generation(root, manifest, matrix)
+    child = None
+    if child_filter is not None:
+        scores = child_filter.scores(matrix)
+        flags = child_filter.flags(scores)
+        manifest["child_filter"] = _child_manifest(child_filter, flags)
+        child = (scores, flags)
+    write_generation(root, manifest, matrix, child=child)
+    return report
+
+
+def _scored_by(index: PhotoIndex | None, child_filter: ChildFilter) -> bool:
+    """Whether `index` holds scores and flags written by exactly this filter."""
+    info = index.child_filter_info if index is not None else None
+    return (index is not None and info is not None and index.stored_scores is not None
+            and info.get("version") == child_filter.version)
+
+
+def _child_manifest(child_filter: ChildFilter, flags: np.ndarray) -> dict[str, Any]:
+    return {"detector": child_filter.detector_id, "threshold": child_filter.threshold,
+            "version": child_filter.version, "flagged": int(np.count_nonzero(flags)),
+            "scored": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class ReflagReport:
+    """What re-flagging did: flags before and after, and how many photos changed side."""
+
+    total: int
+    flagged_before: int | None
+    flagged: int
+    newly_flagged: int
+    unflagged: int
+    detector: str
+    threshold: float
+    written: bool
+
+
+def reflag_index(root: Path, child_filter: ChildFilter) -> ReflagReport:
+    """Score and flag every photo of the live index again from its stored embeddings.
+
+    Used when the detector or its threshold changes. Nothing is decoded or embedded: the new
+    generation hard-links the old `embeddings.npy` (copies it where links are impossible).
+    Moderation overrides live outside generations and are untouched.
+    """
+    index = PhotoIndex.open(root)
+    before: np.ndarray | None = None
+    if index.child_filter_info is not None and (index.generation / CHILD_FLAGS).is_file():
+        before = np.asarray(np.load(index.generation / CHILD_FLAGS), dtype=bool)
+        if len(before) != len(index):
+            before = None
+    scores = child_filter.scores(index.embeddings)
+    flags = child_filter.flags(scores)
+    old = before if before is not None else np.zeros(len(flags), dtype=bool)
+    report = ReflagReport(
+        total=len(index), flagged_before=None if before is None else int(before.sum()),
+        flagged=int(flags.sum()), newly_flagged=int(np.count_nonzero(flags & ~old)),
+        unflagged=int(np.count_nonzero(~flags & old)), detector=child_filter.detector_id,
+        threshold=child_filter.threshold, written=not _scored_by(index, child_filter))
+    if not report.written:
+        return report  # already flagged by exactly this filter
+    manifest = dict(index.manifest)
+    manifest["child_filter"] = _child_manifest(child_filter, flags)
+    source: np.ndarray | Path = (index.generation / "embeddings.npy" if len(index)
+                                 else index.embeddings)
+    write_generation(root, manifest, source, child=(scores, flags))
     return report
 
 
@@ -333,28 +499,59 @@ def _embed(photo_dir: Path, todo: Sequence[PhotoFile], encoder: Encoder, batch_s
     return matrix.astype(np.float32), embedded, failures
 
 
-def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarray) -> Path:
-    """Write a complete generation next to the live one, then switch `CURRENT` atomically."""
+def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarray | Path,
+                     child: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Write a complete generation next to the live one, then switch `CURRENT` atomically.
+
+    `embeddings` is a matrix to save, or the `embeddings.npy` of an existing generation to
+    hard-link (re-flagging: the vectors do not change). `child` is (scores, flags) per row.
+    Writers are serialised by a lock file, so two updates never build the same generation.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    existing = sorted(p.name for p in root.glob("gen-*") if p.is_dir() and
-                      not p.name.endswith(".tmp"))
-    number = int(existing[-1].split("-")[1]) + 1 if existing else 1
-    name = f"gen-{number:06d}"
-    staging = root / f"{name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    with open(staging / "embeddings.npy", "wb") as handle:
-        np.save(handle, np.ascontiguousarray(embeddings, dtype=np.float32))
+    with _write_lock(root):
+        existing = sorted(p.name for p in root.glob("gen-*") if p.is_dir() and
+                          not p.name.endswith(".tmp"))
+        number = int(existing[-1].split("-")[1]) + 1 if existing else 1
+        name = f"gen-{number:06d}"
+        staging = root / f"{name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        if isinstance(embeddings, Path):
+            try:
+                os.link(embeddings, staging / "embeddings.npy")
+            except OSError:
+                shutil.copyfile(embeddings, staging / "embeddings.npy")
+        else:
+            _save_synced(staging / "embeddings.npy", np.ascontiguousarray(embeddings,
+                                                                           dtype=np.float32))
+        if child is not None:
+            _save_synced(staging / CHILD_SCORES, np.asarray(child[0], dtype=np.float32))
+            _save_synced(staging / CHILD_FLAGS, np.asarray(child[1], dtype=bool))
+        _write_text_synced(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+        os.replace(staging, root / name)
+        _write_text_synced(root / f"{CURRENT}.tmp", name)
+        os.replace(root / f"{CURRENT}.tmp", root / CURRENT)
+        for old in root.glob("gen-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    return root / name
+
+
+@contextlib.contextmanager
+def _write_lock(root: Path) -> Iterator[None]:
+    with open(root / ".write.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save_synced(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array)
         handle.flush()
         os.fsync(handle.fileno())
-    _write_text_synced(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False))
-    os.replace(staging, root / name)
-    _write_text_synced(root / f"{CURRENT}.tmp", name)
-    os.replace(root / f"{CURRENT}.tmp", root / CURRENT)
-    for old in root.glob("gen-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
-    return root / name
 
 
 def _write_text_synced(path: Path, text: str) -> None:

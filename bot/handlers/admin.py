@@ -29,6 +29,7 @@ from bot.services import BotContext, BotServices
 from bot.storage import EXPORT_TABLES, Stats, get_stats, reader
 from bot.throttle import Pacer
 from engine.index import IndexError_, PhotoIndex, UpdateReport, update_index
+from engine.moderation import ModerationError
 from engine.search import SearchEngine
 
 log = logging.getLogger(__name__)
@@ -205,10 +206,11 @@ async def _reindex(
         progress[0] = (done, total)
 
     encoder = services.engine.encoder
+    child_filter = services.engine.child_filter
 
     def work() -> UpdateReport:
         return update_index(photos_dir, index_dir, encoder, model_spec=services.model_spec,
-                            progress=False, on_progress=on_progress)
+                            progress=False, on_progress=on_progress, child_filter=child_filter)
 
     started = time.monotonic()
     task = asyncio.ensure_future(asyncio.to_thread(work))
@@ -224,8 +226,9 @@ async def _reindex(
     try:
         report = task.result()
         index = await asyncio.to_thread(PhotoIndex.open, index_dir)
-        services.engine = SearchEngine(encoder, index, services.engine.legal)
-    except (IndexError_, OSError) as exc:
+        services.engine = await asyncio.to_thread(
+            SearchEngine, encoder, index, services.engine.legal, child_filter)
+    except (IndexError_, ModerationError, OSError) as exc:
         log.warning("admin %s: reindex failed: %s", user.id, exc)
         await _edit(status, text(language, "reindex_failed", error=truncate(str(exc), 300)))
         return

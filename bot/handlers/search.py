@@ -33,6 +33,7 @@ from bot.rendering import (
     results_header,
     split_albums,
     vote_keyboard,
+    withheld_notice,
 )
 from bot.services import BotContext, BotServices
 from bot.storage import (
@@ -149,16 +150,19 @@ async def _answer_search(
     logged: LoggedQuery = await services.in_transaction(
         lambda session: _log(session, who, chat_id, result, kind, query_text, ready)
     )
-    log.info("user %s: %s query %d, %d photos in %.0f ms",
-             user.id, kind, logged.id, len(ready), result.elapsed_ms)
+    log.info("user %s: %s query %d, %d photos (%d withheld) in %.0f ms",
+             user.id, kind, logged.id, len(ready), result.withheld, result.elapsed_ms)
+    notice = withheld_notice(language, result.withheld)
     if not ready:
         key = "nothing_found" if kind == "text" else "photo_nothing_found"
-        await message.reply_text(text(language, key))
+        await message.reply_text(notice or text(language, key))
         return
     full_page = len(result.hits) >= services.results_per_page
     next_rank = _next_rank(services, ready[-1].rank) if full_page else None
     await show_page(context, chat_id=chat_id, user_id=user.id, query_id=logged.id, ready=ready,
                     label=label, language=language, next_rank=next_rank)
+    if notice is not None:
+        await context.bot.send_message(chat_id, notice)
 
 
 def _log(
@@ -182,7 +186,8 @@ def _log(
         hits=[(item.photo, item.score) for item in ready],
         refused=result.blocked,
         refusal_reason=result.reason if result.blocked else None,
-        filter_version=result.legal_version or None,
+        withheld=None if result.blocked else result.withheld,
+        filter_version=result.filter_version or result.legal_version or None,
     )
 
 
@@ -297,6 +302,8 @@ async def _page(
         return
     seen = {item.photo for item in shown}
     fresh = [hit for hit in result.hits if hit.photo not in seen][: services.results_per_page]
+    notice = withheld_notice(
+        language, page_withheld(result, seen, fresh, services.results_per_page))
     first_rank = last_rank + 1
     ready = _renumber(
         await asyncio.to_thread(
@@ -307,6 +314,8 @@ async def _page(
     await _drop_more_button(context, update, button, language)
     if not ready:
         await context.bot.send_message(chat_id, text(language, "no_more_results"))
+        if notice is not None:
+            await context.bot.send_message(chat_id, notice)
         return
 
     def append(session: Session) -> tuple[Shown, ...]:
@@ -326,6 +335,21 @@ async def _page(
     label = info.text if info.kind == "text" else text(language, "photo_query_label")
     await show_page(context, chat_id=chat_id, user_id=user.id, query_id=info.id, ready=ready,
                     label=label, language=language, next_rank=next_rank)
+    if notice is not None:
+        await context.bot.send_message(chat_id, notice)
+
+
+def page_withheld(result: SearchResult, seen: set[str], fresh: Sequence[Hit],
+                  page_size: int) -> int:
+    """Photos withheld within one "More ▶" page: the excluded photos ranked above the page's
+    last photo but not above the last photo already shown (earlier pages reported those).
+
+    `Hit.withheld_above` counts the excluded photos ranked at or above each hit; a page that
+    is not full (the allowed photos ran out) takes the engine's total, as the engine does.
+    """
+    before = max((hit.withheld_above for hit in result.hits if hit.photo in seen), default=0)
+    upto = fresh[-1].withheld_above if len(fresh) >= page_size else result.withheld
+    return max(0, upto - before)
 
 
 def _page_photos(hits: Sequence[Hit], first_rank: int) -> list[PagePhoto]:

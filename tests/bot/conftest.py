@@ -35,11 +35,12 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Collection:
 @pytest.fixture(scope="session")
 def expected(collection: Collection) -> SearchEngine:
     """The same engine the bot builds (same model, index, filter): it says what to expect."""
+    from engine.child_filter import ChildFilter
     from engine.encoders import load_encoder
     from engine.index import PhotoIndex
     from engine.legal import LegalFilter
 
     return SearchEngine(
         load_encoder(collection.model_spec), PhotoIndex.open(collection.index),
-        LegalFilter.default(),
+        LegalFilter.default(), ChildFilter.off(),  # as the bot runs in these tests (bot_env)
     )

@@ -4,7 +4,6 @@ and /reindex — against one real bot process that built its own index at start.
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from sqlalchemy import Engine
 
 from bot.playground import FakeUser, StandInClient, StandInThread
 from bot.storage import make_engine
+from engine.child_filter import ChildFilter
 from engine.encoders import load_encoder
 from engine.index import PhotoIndex
 from engine.legal import LegalFilter
@@ -110,7 +110,9 @@ def test_language_switch_is_remembered(harness: Harness) -> None:
     assert reply_to(h, user, "/language ru") == ["Хорошо, буду отвечать по-русски."]
     [help_] = reply_to(h, user, "/help")
     assert help_.startswith("Как искать:")
-    assert json.loads((h.data / "languages.json").read_text())[str(user.id)] == "ru"
+    assert rows(h.database, "SELECT chosen_language FROM users WHERE id = :u", u=user.id) == [
+        ("ru",)
+    ]
 
     before = len(h.client.bot_messages(user.id))
     h.client.send_text(user, "/language")
@@ -213,7 +215,7 @@ def test_reindex_edits_one_message_then_searches_the_new_index(harness: Harness)
     assert len(settle(h.client, ADMIN.id)) == before + 1  # one message, edited in place
 
     engine = SearchEngine(load_encoder(h.model_spec), PhotoIndex.open(h.index),
-                          LegalFilter.default())
+                          LegalFilter.default(), ChildFilter.off())  # as bot_env runs the bot
     query = "a violet flower"
     user = FakeUser(id=2008, first_name="Vi", language_code="en")
     h.client.send_text(user, query)

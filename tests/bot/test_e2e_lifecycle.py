@@ -120,6 +120,7 @@ def test_sigint_during_start_up_exits_0(tmp_path: Path, collection: Collection) 
 )
 def test_default_model_end_to_end(tmp_path: Path, collection: Collection) -> None:
     """MODEL unset: the bot uses the index's own model, here the packaged `dual:default`."""
+    from engine.child_filter import ChildFilter
     from engine.encoders import load_encoder
     from engine.index import PhotoIndex, update_index
     from engine.legal import LegalFilter
@@ -128,7 +129,8 @@ def test_default_model_end_to_end(tmp_path: Path, collection: Collection) -> Non
     encoder = load_encoder("dual:default")
     update_index(collection.photos, index_dir, encoder, model_spec="dual:default",
                  progress=False)
-    expected = SearchEngine(encoder, PhotoIndex.open(index_dir), LegalFilter.default())
+    expected = SearchEngine(encoder, PhotoIndex.open(index_dir), LegalFilter.default(),
+                            ChildFilter.off())  # as bot_env runs the bot
     user = FakeUser(id=3002, first_name="Dee", language_code="ru")
     query = "красная машина у моря"
     with StandInThread(TOKEN) as client:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.child_filter import ChildFilter
 from engine.encoders.base import Encoder
 from engine.index import IndexModelMismatchError, PhotoIndex, update_index
 from engine.legal import DISCLAIMER_EN, DISCLAIMER_RU, LegalFilter
@@ -21,7 +22,10 @@ def legal() -> LegalFilter:
 def engine(tiny_encoder: Encoder, photo_dir: Path, tmp_path: Path, legal: LegalFilter
            ) -> SearchEngine:
     update_index(photo_dir, tmp_path / "idx", tiny_encoder, progress=False)
-    return SearchEngine(tiny_encoder, PhotoIndex.open(tmp_path / "idx"), legal)
+    # The random test model's zero-shot child scores are noise; the photo-side filter is
+    # tested in test_child_filter.py with a deterministic detector.
+    return SearchEngine(tiny_encoder, PhotoIndex.open(tmp_path / "idx"), legal,
+                        ChildFilter.off())
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
@@ -42,8 +46,11 @@ def test_children_queries_get_the_disclaimer_and_no_photos(engine: SearchEngine)
     assert english.blocked and english.message == DISCLAIMER_EN and english.hits == []
     russian = engine.search("маленькая девочка на качелях")
     assert russian.blocked and russian.message == DISCLAIMER_RU and russian.language == "ru"
-    assert english.to_json() == {"query": "a little girl on a swing", "blocked": True,
-                                 "message": DISCLAIMER_EN, "results": []}
+    payload = english.to_json()
+    assert {k: payload[k] for k in ("query", "blocked", "message", "results")} == {
+        "query": "a little girl on a swing", "blocked": True, "message": DISCLAIMER_EN,
+        "results": []}
+    assert payload["withheld"] == 0  # additive key: nothing was searched
 
 
 def test_results_are_ranked_and_paged(engine: SearchEngine) -> None:
