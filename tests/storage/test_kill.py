@@ -87,7 +87,7 @@ def test_sigkill_loses_no_committed_query(db_url: str, moment: str) -> None:
             ):
                 photos[row.query_id].append((row.rank, row.photo, row.score))
             n_results: dict[int, int] = dict(
-                connection.execute(text("SELECT id, n_results FROM queries")).tuples().all()
+                connection.execute(text("SELECT id, n_results FROM queries")).all()
             )
 
         by_i = {int(text_.rsplit(" ", 1)[1]): query_id for query_id, text_ in queries.items()}
