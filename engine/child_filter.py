@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from engine.encoders.base import Encoder
+from engine.fileops import staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +317,11 @@ class ChildDetector:
 
     def save(self, directory: Path, *, card: str, metrics: Mapping[str, Any]) -> Path:
         """Write the artifact next to its final place, then swap it in whole."""
-        staging = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        with staged_directory(directory) as staging:
+            self._write(staging, card, metrics)
+        return directory
+
+    def _write(self, staging: Path, card: str, metrics: Mapping[str, Any]) -> None:
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION, "name": self.name, "version": self.version,
             "encoder": self.encoder, "kind": self.kind, "threshold": self.threshold,
@@ -339,10 +340,6 @@ class ChildDetector:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False)
                                               + "\n", encoding="utf-8")
         (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-        return directory
 
 
 def zero_shot_detector(encoder: Encoder, threshold: float = ZERO_SHOT_DEFAULT_THRESHOLD

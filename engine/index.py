@@ -25,7 +25,6 @@ filter) still searches safely: the engine scores it in memory (`PhotoIndex.child
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from tqdm import tqdm
 
 from engine.child_filter import ChildFilter
 from engine.encoders.base import Encoder
+from engine.fileops import exclusive_lock
 from engine.images import UnreadablePhotoError, is_photo_path, open_photo, to_array
 
 log = logging.getLogger(__name__)
@@ -537,14 +537,9 @@ def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarra
     return root / name
 
 
-@contextlib.contextmanager
-def _write_lock(root: Path) -> Iterator[None]:
-    with open(root / ".write.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _write_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """One writer per index directory at a time (two `index` runs, `reflag`, the bot)."""
+    return exclusive_lock(root / ".write.lock")
 
 
 def _save_synced(path: Path, array: np.ndarray) -> None:

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from engine.fileops import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,9 @@ def read_overrides(index_root: Path) -> Overrides:
     return parse_overrides(text, str(path))
 
 
-@contextlib.contextmanager
-def _locked(index_root: Path) -> Iterator[None]:
+def _locked(index_root: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise read-modify-write of the file between processes (two admins at once)."""
-    index_root.mkdir(parents=True, exist_ok=True)
-    with open(index_root / ".moderation.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(index_root / ".moderation.lock")
 
 
 def set_decision(index_root: Path, photo: str, decision: Decision | None, *,

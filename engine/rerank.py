@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -50,6 +48,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.encoders.towers import EfficientNetLiteTower, MiniLMTower, l2_normalize
+from engine.fileops import staged_directory
 from engine.images import ImagePrep, UnreadablePhotoError, open_photo, to_array
 
 if TYPE_CHECKING:
@@ -390,26 +389,21 @@ class RerankConfig:
 def save_reranker(out: Path, config: RerankConfig, scorer: Scorer,
                   metrics: Mapping[str, Any], card: str) -> Path:
     """Write the artifact into `out`, replacing it only once complete."""
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if isinstance(scorer, LinearScorer):
-        save_file(scorer.tensors(), str(staging / "weights.safetensors"))
-    elif isinstance(scorer, PairMLP):
-        state = {k: v.detach().contiguous() for k, v in scorer.state_dict().items()}
-        save_file(state, str(staging / "weights.safetensors"))
-    elif isinstance(scorer, LightGBMScorer):
-        (staging / "model.txt").write_text(scorer.model_text, encoding="utf-8")
-    else:
-        raise TypeError(f"cannot save scorer of type {type(scorer).__name__}")
-    (staging / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n",
-                                         encoding="utf-8")
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False)
-                                          + "\n", encoding="utf-8")
-    (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    with staged_directory(out) as staging:
+        if isinstance(scorer, LinearScorer):
+            save_file(scorer.tensors(), str(staging / "weights.safetensors"))
+        elif isinstance(scorer, PairMLP):
+            state = {k: v.detach().contiguous() for k, v in scorer.state_dict().items()}
+            save_file(state, str(staging / "weights.safetensors"))
+        elif isinstance(scorer, LightGBMScorer):
+            (staging / "model.txt").write_text(scorer.model_text, encoding="utf-8")
+        else:
+            raise TypeError(f"cannot save scorer of type {type(scorer).__name__}")
+        (staging / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n",
+                                             encoding="utf-8")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False)
+                                              + "\n", encoding="utf-8")
+        (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return out
 
 

@@ -7,8 +7,6 @@ An artifact carries a name, a version and the metrics it was accepted with; the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,23 +14,20 @@ from typing import Any
 from safetensors.torch import save_file
 
 from engine.encoders.dual import DualHeads
+from engine.fileops import staged_directory
 
 
 def save_artifact(heads: DualHeads, out: Path, metrics: Mapping[str, Any], card: str) -> Path:
     """Write config, weights, metrics and card into `out`, replacing it only when complete."""
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    (staging / "config.json").write_text(
-        json.dumps(heads.config.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    state = {k: v.detach().contiguous() for k, v in heads.state_dict().items()}
-    save_file(state, str(staging / "heads.safetensors"))
-    (staging / "metrics.json").write_text(
-        json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    with staged_directory(out) as staging:
+        (staging / "config.json").write_text(
+            json.dumps(heads.config.to_dict(), indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8")
+        state = {k: v.detach().contiguous() for k, v in heads.state_dict().items()}
+        save_file(state, str(staging / "heads.safetensors"))
+        (staging / "metrics.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return out
 
 

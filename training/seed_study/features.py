@@ -75,14 +75,9 @@ def _encoder_stamp(encoder: Encoder) -> str:
 def text_features(cache_dir: Path, tower: TextFeatures, texts: Sequence[str],
                   batch_size: int = 128) -> np.ndarray:
     """(len(texts), dim) text-tower features, cached."""
-    def compute() -> np.ndarray:
-        parts = [tower.encode(texts[i:i + batch_size])
-                 for i in tqdm(range(0, len(texts), batch_size), desc=f"text {tower.name}",
-                               unit="batch")]
-        return np.concatenate(parts) if parts else np.zeros((0, tower.dim), np.float32)
-
-    return cached_matrix(cache_dir, "text", tower.name,
-                         [_weights_stamp(tower.name), *texts], compute)
+    return cached_matrix(cache_dir, "text", tower.name, [_weights_stamp(tower.name), *texts],
+                         lambda: _encode_batched(tower.encode, texts, batch_size,
+                                                 tower.name, tower.dim))
 
 
 def tower_pass(tower: ImageFeatures, paths: Sequence[Path], batch_size: int = 32
@@ -111,14 +106,18 @@ def image_features(cache_dir: Path, tower: ImageFeatures, paths: Sequence[Path],
 def dual_text_embeddings(cache_dir: Path, encoder: Encoder, texts: Sequence[str],
                          batch_size: int = 64) -> np.ndarray:
     """The encoder's query embeddings (what the engine computes for a search)."""
-    def compute() -> np.ndarray:
-        parts = [encoder.encode_texts(texts[i:i + batch_size])
-                 for i in tqdm(range(0, len(texts), batch_size), desc=f"text {encoder.name}",
-                               unit="batch")]
-        return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
-
     return cached_matrix(cache_dir, "dual-text", encoder.name,
-                         [_encoder_stamp(encoder), *texts], compute)
+                         [_encoder_stamp(encoder), *texts],
+                         lambda: _encode_batched(encoder.encode_texts, texts, batch_size,
+                                                 encoder.name, encoder.dim))
+
+
+def _encode_batched(encode: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
+                    batch_size: int, name: str, dim: int) -> np.ndarray:
+    """`encode` over `texts` in batches, with a progress bar; (0, dim) for no texts."""
+    parts = [encode(texts[i:i + batch_size])
+             for i in tqdm(range(0, len(texts), batch_size), desc=f"text {name}", unit="batch")]
+    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
 
 def dual_image_embeddings(cache_dir: Path, encoder: Encoder, paths: Sequence[Path],
