@@ -121,13 +121,18 @@ def configure_logging(settings: BotSettings, *, verbose: bool = False) -> None:
 def build_services(settings: BotSettings) -> BotServices:
     """Open the database, the index, the model and the filter; raise StartupError on a
     problem the operator can fix."""
+    from engine.backends.base import BackendError
     from engine.child_filter import ChildFilterError
     from engine.encoders import DEFAULT_MODEL_SPEC, ModelSpecError, load_encoder
     from engine.index import IndexError_, IndexNotFoundError, PhotoIndex, update_index
     from engine.legal import LegalFilter, LexiconError
     from engine.moderation import ModerationError
     from engine.search import SearchEngine
-    from engine.settings import EngineSettings, child_filter_from_settings
+    from engine.settings import (
+        EngineSettings,
+        backend_from_settings,
+        child_filter_from_settings,
+    )
 
     index_dir = settings.index_dir
     if index_dir is None:
@@ -167,13 +172,15 @@ def build_services(settings: BotSettings) -> BotServices:
         child_filter = child_filter_from_settings(engine_settings, encoder.name, lambda: encoder)
         if existing is None and settings.photos_dir is not None:
             _build_index(settings.photos_dir, index_dir, encoder, spec,
-                         functools.partial(update_index, child_filter=child_filter))
+                         functools.partial(update_index, child_filter=child_filter,
+                                           dtype=engine_settings.index_dtype))
         index = PhotoIndex.open(index_dir)
         legal = LegalFilter.default(engine_settings.legal_extra_lexicons)
         legal.warm_up()
-        engine = SearchEngine(encoder, index, legal, child_filter)
+        engine = SearchEngine(encoder, index, legal, child_filter,
+                              backend=functools.partial(backend_from_settings, engine_settings))
     except (IndexError_, ModelSpecError, LexiconError, ChildFilterError,
-            ModerationError) as exc:
+            ModerationError, BackendError) as exc:
         raise StartupError(str(exc)) from None
     log.info("index %s: %d photos, model %s", index_dir, len(index), encoder.name)
 

@@ -9,13 +9,16 @@ Exit codes: 0 success (also when some photos were skipped), 2 a problem the user
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.backends.base import BackendError
 from engine.child_filter import ChildFilter, ChildFilterError
 from engine.encoders import DEFAULT_MODEL_SPEC, Encoder, ModelSpecError, load_encoder
 from engine.index import IndexError_, PhotoIndex, reflag_index, update_index
@@ -27,12 +30,14 @@ from engine.moderation import (
     set_decision,
 )
 from engine.search import QueryError, SearchEngine, SearchResult, validate_query
-from engine.settings import EngineSettings, child_filter_from_settings
+from engine.settings import EngineSettings, backend_from_settings, child_filter_from_settings
 
 if TYPE_CHECKING:
     from engine.rerank import Reranker
 
 log = logging.getLogger("engine")
+
+BACKENDS = ("exact", "hnsw", "milvus")
 
 
 class UsageError(Exception):
@@ -52,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--batch-size", type=int)
     index.add_argument("--workers", type=int)
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.add_argument("--backend", choices=BACKENDS,
+                       help="also build/sync this search backend now, so the first query does "
+                            "not pay for it (default ENGINE_INDEX_BACKEND)")
+    index.add_argument("--dtype", choices=("float32", "float16"),
+                       help="storage type of new embeddings (default ENGINE_INDEX_DTYPE)")
 
     search = sub.add_parser("search", help="search an index with a text query")
     search.add_argument("text", nargs="?", help="the query (or use --queries FILE)")
@@ -61,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--queries", type=Path, help="file with one query per line")
     search.add_argument("--html", type=Path, help="write a contact sheet of the results")
     search.add_argument("--model", help="model spec (default: the index's model)")
+    search.add_argument("--backend", choices=BACKENDS,
+                        help="how to search the vectors (default ENGINE_INDEX_BACKEND=exact)")
     search.add_argument("--rerank", type=Path,
                         help="re-ranker artifact directory (python -m training seed-study)")
     search.add_argument("--rerank-depth", type=int,
@@ -97,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args, settings)
     except (UsageError, IndexError_, ModelSpecError, QueryError, ChildFilterError,
-            ModerationError) as error:
+            ModerationError, BackendError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -124,7 +136,7 @@ def run_index(args: argparse.Namespace, settings: EngineSettings) -> int:
     report = update_index(photo_dir, args.index_dir, encoder, model_spec=spec,
                           batch_size=args.batch_size or settings.batch_size,
                           workers=args.workers or settings.workers, progress=not args.quiet,
-                          child_filter=child_filter)
+                          child_filter=child_filter, dtype=args.dtype or settings.index_dtype)
     print(f"index {args.index_dir}: {report.total} photos ({report.added} added, "
           f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged)"
           f" with {encoder.name}")
@@ -135,6 +147,14 @@ def run_index(args: argparse.Namespace, settings: EngineSettings) -> int:
     if report.embedded:
         print(f"embedded {report.embedded} photos in {report.embed_seconds:.1f} s "
               f"({report.photos_per_second:.1f} photos/s)")
+    backend_kind = args.backend or settings.index_backend
+    if backend_kind != "exact":
+        started = time.perf_counter()
+        backend = backend_from_settings(settings.model_copy(update={"index_backend":
+                                                                   backend_kind}),
+                                        PhotoIndex.open(args.index_dir))
+        backend.close()
+        print(f"{backend_kind} backend in sync ({time.perf_counter() - started:.1f} s)")
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable file(s):")
         for item in report.skipped:
@@ -172,9 +192,12 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
     index = PhotoIndex.open(args.index_dir)
     encoder = load_encoder(_model_spec(args, settings, args.index_dir))
     index.require_model(encoder.name)
+    if args.backend:
+        settings = settings.model_copy(update={"index_backend": args.backend})
     engine = SearchEngine(encoder, index, LegalFilter.default(settings.legal_extra_lexicons),
                           _child_filter(settings, encoder),
-                          reranker=_reranker(args, settings, encoder.name))
+                          reranker=_reranker(args, settings, encoder.name),
+                          backend=functools.partial(backend_from_settings, settings))
     results: list[SearchResult] = []
     for text in queries:
         try:
@@ -191,6 +214,7 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
             print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
         else:
             print_result(result)
+    engine.close()
     if args.html is not None:
         from engine.contact_sheet import write_contact_sheet
 

@@ -5,9 +5,14 @@ Layout::
     INDEX_DIR/CURRENT            name of the live generation (replaced atomically)
     INDEX_DIR/moderation.csv     admin overrides (`engine.moderation`), outside every generation
     INDEX_DIR/gen-000007/
-        manifest.json            model, dim, photo folder, per-photo path/size/mtime, skipped
-                                 files, and `child_filter`: which detector scored the photos
-        embeddings.npy           float32 (N, dim), rows L2-normalised, memory-mapped on open
+        manifest.json            model, dim, photo folder, photo count, skipped files, and
+                                 `child_filter`: which detector scored the photos
+        paths.txt                the photos' paths relative to the folder, one per line, in row
+                                 order (a 1M-photo index opens in well under a second: no
+                                 per-photo JSON to parse)
+        signatures.npy           int64 (N, 2): size and mtime_ns of each photo's file
+        keys.npy                 int64 (N,): stable photo keys (`engine.backends.base`)
+        embeddings.npy           float32 or float16 (N, dim), rows L2-normalised, memory-mapped
         child_scores.npy         float32 (N,), the child detector's score of each photo
         child_flags.npy          bool (N,), score >= the threshold in `child_filter`
 
@@ -40,6 +45,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from engine.backends.base import RankedRow, Ranking, photo_keys
+from engine.backends.exact import rank_scores, scores_of
 from engine.child_filter import ChildFilter
 from engine.encoders.base import Encoder
 from engine.fileops import exclusive_lock
@@ -47,10 +54,15 @@ from engine.images import UnreadablePhotoError, is_photo_path, open_photo, to_ar
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: photos listed inside manifest.json (still readable)
+PATHS = "paths.txt"
+SIGNATURES = "signatures.npy"
 CURRENT = "CURRENT"
 CHILD_SCORES = "child_scores.npy"
 CHILD_FLAGS = "child_flags.npy"
+KEYS = "keys.npy"
+
+__all__ = ["PhotoIndex", "RankedRow", "Ranking", "reflag_index", "update_index"]
 
 
 class IndexError_(Exception):
@@ -121,8 +133,8 @@ def scan_photos(photo_dir: Path) -> dict[str, PhotoFile]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             full = Path(root) / name
-            if not is_photo_path(full):
-                continue
+            if not is_photo_path(full) or "\n" in name or "\r" in name:
+                continue  # line breaks cannot be stored in paths.txt (and no camera makes them)
             try:
                 stat = full.stat()
             except OSError:
@@ -132,18 +144,38 @@ def scan_photos(photo_dir: Path) -> dict[str, PhotoFile]:
     return found
 
 
+@dataclass(frozen=True)
+class PhotoColumns:
+    """The photos of a generation in row order: paths and (size, mtime_ns) signatures."""
+
+    paths: list[str]
+    signatures: np.ndarray  # int64 (N, 2)
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]]) -> PhotoColumns:
+        """From `[{"path", "size", "mtime_ns"}, ...]` (format 1 manifests, callers' lists)."""
+        signatures = np.array([(int(r["size"]), int(r["mtime_ns"])) for r in records],
+                              dtype=np.int64).reshape(len(records), 2)
+        return cls([str(r["path"]) for r in records], signatures)
+
+
 class PhotoIndex:
     """A read-only view of the live generation of an index directory."""
 
     def __init__(self, root: Path, generation: Path, manifest: dict[str, Any],
-                 embeddings: np.ndarray, stored_scores: np.ndarray | None = None) -> None:
+                 embeddings: np.ndarray, stored_scores: np.ndarray | None = None,
+                 photos: PhotoColumns | None = None) -> None:
         self.root = root
         self.generation = generation
         self.manifest = manifest
         self.embeddings = embeddings
-        self.paths: list[str] = [p["path"] for p in manifest["photos"]]
-        self._row_of = {path: row for row, path in enumerate(self.paths)}
+        if photos is None:
+            photos = PhotoColumns.from_records(manifest.get("photos", []))
+        self.paths: list[str] = photos.paths
+        self.signature_array = photos.signatures
+        self._row_of: dict[str, int] | None = None
         self.stored_scores = stored_scores
+        self._keys: np.ndarray | None = None
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -155,21 +187,28 @@ class PhotoIndex:
                                      f"`python -m engine index PHOTO_DIR --index {root}`)")
         generation = root / pointer.read_text(encoding="utf-8").strip()
         manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT_VERSION:
+        if manifest.get("format") == 1:
+            photos = PhotoColumns.from_records(manifest.pop("photos"))
+        elif manifest.get("format") == FORMAT_VERSION:
+            photos = _read_columns(generation)
+        else:
             raise IndexNotFoundError(f"index at {root} has unknown format "
                                      f"{manifest.get('format')!r}; rebuild it")
-        if manifest["photos"]:
+        if photos.paths:
             embeddings = np.load(generation / "embeddings.npy", mmap_mode="r")
+            if len(embeddings) != len(photos.paths):
+                raise IndexNotFoundError(f"index at {root} is damaged ({len(embeddings)} "
+                                         f"vectors for {len(photos.paths)} photos); rebuild it")
         else:
             embeddings = np.zeros((0, int(manifest["dim"])), dtype=np.float32)
         scores: np.ndarray | None = None
         if manifest.get("child_filter") and (generation / CHILD_SCORES).is_file():
             scores = np.load(generation / CHILD_SCORES, mmap_mode="r")
-            if len(scores) != len(manifest["photos"]):
+            if len(scores) != len(photos.paths):
                 log.warning("index %s: child scores do not match the photos; ignoring them",
                             generation)
                 scores = None
-        return cls(root, generation, manifest, embeddings, scores)
+        return cls(root, generation, manifest, embeddings, scores, photos)
 
     @property
     def model(self) -> str:
@@ -187,11 +226,17 @@ class PhotoIndex:
         return len(self.paths)
 
     def row(self, path: str) -> int | None:
+        if self._row_of is None:  # built on first use: opening a 1M index stays cheap
+            self._row_of = {p: row for row, p in enumerate(self.paths)}
         return self._row_of.get(path)
 
     def signatures(self) -> dict[str, tuple[int, int]]:
         """(size, mtime_ns) of every indexed file, by path (what an allow override checks)."""
-        return {p["path"]: (int(p["size"]), int(p["mtime_ns"])) for p in self.manifest["photos"]}
+        return dict(zip(self.paths, map(tuple, self.signature_array.tolist()), strict=True))
+
+    @property
+    def columns(self) -> PhotoColumns:
+        return PhotoColumns(self.paths, self.signature_array)
 
     @property
     def child_filter_info(self) -> dict[str, Any] | None:
@@ -223,71 +268,32 @@ class PhotoIndex:
                 f"{model_name!r}; re-index: python -m engine index {self.photo_dir} "
                 f"--index {self.root} --model <spec>")
 
+    @property
+    def keys(self) -> np.ndarray:
+        """Stable `photo_key` of every row (int64), what persistent backends are keyed by."""
+        if self._keys is None:
+            stored = self.generation / KEYS
+            if stored.is_file():
+                self._keys = np.load(stored)
+            else:
+                self._keys = photo_keys(self.paths)
+        return self._keys
+
     # -- search --------------------------------------------------------------------------
     def top_k(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None
               ) -> list[tuple[int, float]]:
-        """The `k` best rows for one query vector as (row, score), best first.
+        """The `k` best rows for one query vector as (row, score), best first, by exact scan.
 
         `exclude` is a boolean mask over rows (True = never return); the matrix is not copied.
         """
-        if len(self.paths) == 0 or k <= 0:
-            return []
-        scores = np.asarray(self.embeddings @ np.asarray(query, dtype=np.float32))
-        if exclude is not None:
-            scores = np.where(exclude, -np.inf, scores)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(row), float(scores[row])) for row in top if np.isfinite(scores[row])]
+        return [(r.row, r.score) for r in self.ranked(query, k, exclude).rows]
 
     def ranked(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Ranking:
-        """The `k` best rows not excluded, and how many excluded rows were passed over.
-
-        `Ranking.withheld` counts the excluded rows the unfiltered ranking puts at or above
-        the last row returned (ties count as above); when fewer than `k` rows come back (the
-        allowed rows ran out) every excluded row counts, since each would have filled one of
-        the empty places. `RankedRow.withheld_above` is the same count for each row, so a
-        caller paging through results can tell how many were withheld within one page.
-        """
+        """The `k` best rows not excluded, by exact scan, and how many excluded rows were
+        passed over (see `engine.backends.exact.rank_scores`)."""
         if len(self.paths) == 0 or k <= 0:
             return Ranking([], 0)
-        raw = np.asarray(self.embeddings @ np.asarray(query, dtype=np.float32))
-        excluding = exclude is not None and bool(exclude.any())
-        scores = np.where(exclude, -np.inf, raw) if exclude is not None and excluding else raw
-        take = min(k, len(scores))
-        top = np.argpartition(-scores, take - 1)[:take]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        rows = [(int(row), float(scores[row])) for row in top if np.isfinite(scores[row])]
-        if not excluding:
-            return Ranking([RankedRow(row, score, 0) for row, score in rows], 0)
-        excluded_scores = raw[exclude]
-        if not rows:
-            return Ranking([], int(np.count_nonzero(~np.isnan(excluded_scores))))
-        # Excluded scores at or above the last returned one, ascending, to count per row.
-        above = np.sort(excluded_scores[excluded_scores >= rows[-1][1]])
-        ranked = [RankedRow(row, score,
-                            int(len(above) - np.searchsorted(above, score, side="left")))
-                  for row, score in rows]
-        if len(rows) < k:
-            withheld = int(np.count_nonzero(~np.isnan(excluded_scores)))
-        else:
-            withheld = len(above)
-        return Ranking(ranked, withheld)
-
-
-@dataclass(frozen=True)
-class RankedRow:
-    """One returned row: its score and the excluded rows ranked at or above it."""
-
-    row: int
-    score: float
-    withheld_above: int
-
-
-@dataclass(frozen=True)
-class Ranking:
-    rows: list[RankedRow]
-    withheld: int
+        return rank_scores(scores_of(self.embeddings, query), k, exclude)
 
 
 # ------------------------------------------------------------------------------- updating
@@ -297,7 +303,8 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
                  batch_size: int = 32,
                  workers: int = 2, progress: bool = True,
                  on_progress: Callable[[int, int], None] | None = None,
-                 child_filter: ChildFilter | None = None) -> UpdateReport:
+                 child_filter: ChildFilter | None = None,
+                 dtype: str | None = None) -> UpdateReport:
     """Bring the index at `root` in line with `photo_dir`: embed new/changed, drop deleted.
 
     A run with another model (or another photo folder) than the live index re-embeds
@@ -312,8 +319,9 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
     old_rows: dict[str, tuple[int, tuple[int, int]]] = {}
     old_skipped: dict[str, SkippedPhoto] = {}
     if previous is not None:
-        for row, photo in enumerate(previous.manifest["photos"]):
-            old_rows[photo["path"]] = (row, (int(photo["size"]), int(photo["mtime_ns"])))
+        for row, (path, (size, mtime)) in enumerate(
+                zip(previous.paths, previous.signature_array.tolist(), strict=True)):
+            old_rows[path] = (row, (int(size), int(mtime)))
         for item in previous.manifest.get("skipped", []):
             old_skipped[item["path"]] = SkippedPhoto(**item)
 
@@ -370,7 +378,9 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
         "dim": encoder.dim,
         "photo_dir": str(photo_dir),
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "photos": [{"path": p.path, "size": p.size, "mtime_ns": p.mtime_ns} for p in photos],
+        "photos": PhotoColumns([p.path for p in photos],
+                               np.array([p.signature() for p in photos],
+                                        dtype=np.int64).reshape(len(photos), 2)),
         "skipped": [s.__dict__ for s in sorted(report.skipped, key=lambda s: s.path)],
     }
     child = None
@@ -379,7 +389,9 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
         flags = child_filter.flags(scores)
         manifest["child_filter"] = _child_manifest(child_filter, flags)
         child = (scores, flags)
-    write_generation(root, manifest, matrix, child=child)
+    if dtype is None:  # keep the live index's storage type
+        dtype = str(previous.manifest.get("dtype", "float32")) if previous else "float32"
+    write_generation(root, manifest, matrix, child=child, dtype=dtype)
     return report
 
 
@@ -435,6 +447,7 @@ def reflag_index(root: Path, child_filter: ChildFilter) -> ReflagReport:
         return report  # already flagged by exactly this filter
     manifest = dict(index.manifest)
     manifest["child_filter"] = _child_manifest(child_filter, flags)
+    manifest["photos"] = index.columns
     source: np.ndarray | Path = (index.generation / "embeddings.npy" if len(index)
                                  else index.embeddings)
     write_generation(root, manifest, source, child=(scores, flags))
@@ -500,13 +513,30 @@ def _embed(photo_dir: Path, todo: Sequence[PhotoFile], encoder: Encoder, batch_s
 
 
 def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarray | Path,
-                     child: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+                     child: tuple[np.ndarray, np.ndarray] | None = None,
+                     dtype: str = "float32") -> Path:
     """Write a complete generation next to the live one, then switch `CURRENT` atomically.
 
     `embeddings` is a matrix to save, or the `embeddings.npy` of an existing generation to
     hard-link (re-flagging: the vectors do not change). `child` is (scores, flags) per row.
+    `manifest["photos"]` is a `PhotoColumns` or a list of {"path", "size", "mtime_ns"}; it is
+    stored as `paths.txt` + `signatures.npy`, not inside the JSON. `dtype` is the storage
+    type of new embeddings: float32, or float16 for half the memory (scores differ by ~1e-3).
     Writers are serialised by a lock file, so two updates never build the same generation.
     """
+    manifest = dict(manifest)
+    photos = manifest.pop("photos")
+    if not isinstance(photos, PhotoColumns):
+        photos = PhotoColumns.from_records(photos)
+    manifest["format"] = FORMAT_VERSION
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"embeddings are stored as float32 or float16, not {dtype!r}")
+    if not isinstance(embeddings, Path):
+        manifest["dtype"] = dtype
+    manifest["count"] = len(photos.paths)
+    bad = [p for p in photos.paths if "\n" in p or "\r" in p]
+    if bad:
+        raise ValueError(f"photo paths with line breaks cannot be indexed: {bad[:3]!r}")
     root.mkdir(parents=True, exist_ok=True)
     with _write_lock(root):
         existing = sorted(p.name for p in root.glob("gen-*") if p.is_dir() and
@@ -522,8 +552,11 @@ def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarra
             except OSError:
                 shutil.copyfile(embeddings, staging / "embeddings.npy")
         else:
-            _save_synced(staging / "embeddings.npy", np.ascontiguousarray(embeddings,
-                                                                           dtype=np.float32))
+            _save_synced(staging / "embeddings.npy",
+                         np.ascontiguousarray(embeddings, dtype=np.dtype(dtype)))
+        _write_text_synced(staging / PATHS, "".join(p + "\n" for p in photos.paths))
+        _save_synced(staging / SIGNATURES, np.asarray(photos.signatures, dtype=np.int64))
+        _save_synced(staging / KEYS, photo_keys(photos.paths))
         if child is not None:
             _save_synced(staging / CHILD_SCORES, np.asarray(child[0], dtype=np.float32))
             _save_synced(staging / CHILD_FLAGS, np.asarray(child[1], dtype=bool))
@@ -535,6 +568,16 @@ def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarra
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
     return root / name
+
+
+def _read_columns(generation: Path) -> PhotoColumns:
+    text = (generation / PATHS).read_text(encoding="utf-8")
+    paths = text.split("\n")[:-1] if text else []
+    signatures = np.load(generation / SIGNATURES)
+    if len(signatures) != len(paths):
+        raise IndexNotFoundError(f"index generation {generation} is damaged (paths and "
+                                 "signatures differ in length); rebuild it")
+    return PhotoColumns(paths, signatures)
 
 
 def _write_lock(root: Path) -> contextlib.AbstractContextManager[None]:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.backends.base import SearchBackend
+from engine.backends.exact import ExactBackend
 from engine.child_filter import ChildFilter, build_child_filter
 from engine.encoders.base import Encoder
 from engine.images import ImagePrep, open_photo, to_array
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
+
+BackendFactory = Callable[[PhotoIndex], SearchBackend]
 
 
 class QueryError(ValueError):
@@ -106,8 +111,13 @@ class SearchEngine:
 
     def __init__(self, encoder: Encoder, index: PhotoIndex, legal: LegalFilter,
                  child_filter: ChildFilter | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None,
+                 backend: BackendFactory | None = None) -> None:
         index.require_model(encoder.name)
+        # How the vectors are searched (`engine.backends`); a factory, so that an engine
+        # rebuilt over a new generation (re-indexing) opens the same kind of backend.
+        self.backend_factory: BackendFactory = backend or ExactBackend
+        self.backend = self.backend_factory(index)
         if reranker is not None:
             reranker.check_encoder(encoder.name)
         # Optional second stage (`engine.rerank`): re-orders the allowed top `depth` of a
@@ -126,6 +136,10 @@ class SearchEngine:
         log.info("child filter %s: %d of %d photos flagged, %d blocked and %d allowed by "
                  "moderation", self.child_filter.version, self._exclusion.flagged, len(index),
                  self._exclusion.blocked, self._exclusion.allowed)
+
+    def close(self) -> None:
+        """Release the backend (files, connections); the engine is unusable afterwards."""
+        self.backend.close()
 
     def _exclude(self) -> Exclusion:
         return apply_overrides(self._flags, self.index.paths, self._signatures,
@@ -205,7 +219,7 @@ class SearchEngine:
         mask = exclusion.mask if exclusion.excluded else None
         reranker = self.reranker if query is not None else None
         fetch = k + offset if reranker is None else max(k + offset, reranker.depth)
-        ranking = self.index.ranked(vector, fetch, exclude=mask)
+        ranking = self.backend.ranked(vector, fetch, exclude=mask)
         scored = [(r, r.score) for r in ranking.rows]
         if reranker is not None and query is not None:
             scored = reranker.rerank(query, vector, ranking.rows, self.index)

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from engine.backends.base import SearchBackend
     from engine.child_filter import ChildFilter
     from engine.encoders.base import Encoder
+    from engine.index import PhotoIndex
 
 
 class EngineSettings(BaseSettings):
@@ -46,6 +48,24 @@ class EngineSettings(BaseSettings):
         default=None, ge=0.0, le=1.0,
         description="Flag photos scoring at or above this (default: the detector's own, "
                     "chosen on Flickr8k DEV). Change it, then `python -m engine reflag`.")
+    index_backend: Literal["exact", "hnsw", "milvus"] = Field(
+        default="exact",
+        description="How the index is searched: exact = scan every vector (default, exact); "
+                    "hnsw = graph persisted in INDEX_DIR/hnsw (millions of photos, ~1 ms); "
+                    "milvus = a Milvus collection (Milvus Lite file INDEX_DIR/milvus.db, or a "
+                    "cluster at ENGINE_MILVUS_URI). Switching never re-embeds a photo.")
+    index_dtype: Literal["float32", "float16"] = Field(
+        default="float32",
+        description="Storage type of new embeddings; float16 halves memory and disk.")
+    hnsw_ef_search: int | None = Field(
+        default=None, ge=8, le=4096,
+        description="HNSW search breadth (default: the backend's, chosen for recall@10 >= .95).")
+    milvus_uri: str | None = Field(
+        default=None,
+        description="Milvus URI (http://host:19530 for a cluster); unset = the Lite file.")
+    milvus_token: SecretStr | None = Field(default=None, description="Milvus credentials.")
+    milvus_collection: str | None = Field(
+        default=None, description="Collection name (default: derived from the model).")
     child_zero_shot_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="Threshold of the zero-shot fallback (default 0.2, uncalibrated).")
@@ -61,3 +81,19 @@ def child_filter_from_settings(settings: EngineSettings, encoder_name: str,
                               threshold=settings.child_threshold,
                               zero_shot_threshold=settings.child_zero_shot_threshold,
                               encoder=encoder)
+
+
+def backend_from_settings(settings: EngineSettings, index: PhotoIndex) -> SearchBackend:
+    """The search backend the settings ask for, over `index` (built or synced from the
+    stored embeddings: nothing is re-embedded)."""
+    from engine.backends.base import open_backend
+
+    options: dict[str, object] = {}
+    if settings.index_backend == "hnsw" and settings.hnsw_ef_search is not None:
+        options["ef_search"] = settings.hnsw_ef_search
+    if settings.index_backend == "milvus":
+        options["uri"] = settings.milvus_uri
+        options["collection"] = settings.milvus_collection
+        options["token"] = (settings.milvus_token.get_secret_value()
+                            if settings.milvus_token is not None else None)
+    return open_backend(settings.index_backend, index, **options)

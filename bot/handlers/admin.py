@@ -226,8 +226,12 @@ async def _reindex(
     try:
         report = task.result()
         index = await asyncio.to_thread(PhotoIndex.open, index_dir)
+        # The previous engine is not closed here: a search may still be running on it; its
+        # backend is released when the last reference goes.
+        previous = services.engine
         services.engine = await asyncio.to_thread(
-            SearchEngine, encoder, index, services.engine.legal, child_filter)
+            SearchEngine, encoder, index, previous.legal, child_filter,
+            backend=previous.backend_factory)
     except (IndexError_, ModerationError, OSError) as exc:
         log.warning("admin %s: reindex failed: %s", user.id, exc)
         await _edit(status, text(language, "reindex_failed", error=truncate(str(exc), 300)))

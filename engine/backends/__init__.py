@@ -1,0 +1,1 @@
+"""Search backends behind one interface: exact scan, HNSW graph, Milvus collection."""
