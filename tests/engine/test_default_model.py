@@ -96,3 +96,22 @@ def test_russian_and_english_rank_alike(sample_engine: SearchEngine) -> None:
 def test_refused_query_never_reaches_the_model(sample_engine: SearchEngine) -> None:
     result = sample_engine.search("a little girl")
     assert result.blocked and result.hits == [] and result.message is not None
+
+
+def test_parallel_text_towers_give_the_sequential_vectors(default_encoder: Encoder) -> None:
+    """The two text towers run on two threads for speed; the result must not change."""
+    from engine.encoders.dual import DualEncoder
+
+    assert isinstance(default_encoder, DualEncoder)
+    texts = ["two dogs running on a beach at sunset", "собака бежит по пляжу",
+             "a red car", "велосипедист на горной дороге"]
+    default_encoder.parallel_towers = True
+    parallel = [default_encoder.encode_texts([t])[0] for t in texts]
+    batched = default_encoder.encode_texts(texts)
+    default_encoder.parallel_towers = False
+    try:
+        sequential = default_encoder.encode_texts(texts)
+    finally:
+        default_encoder.parallel_towers = True
+    np.testing.assert_allclose(np.stack(parallel), sequential, atol=1e-5)
+    np.testing.assert_allclose(batched, sequential, atol=1e-5)
