@@ -1,5 +1,5 @@
-# The bot, installed exactly as `make venv` does (a .venv with `pip install -e .`), migrated,
-# then `python -m bot`. Non-root; SIGTERM (docker stop) ends it cleanly with exit 0.
+# The bot, installed as `make venv` does (a .venv with `pip install -e .[...]`, without the
+# test tools and Ray, which the bot never imports), migrated, then `python -m bot`. Non-root; SIGTERM (docker stop) ends it cleanly with exit 0.
 #
 #   docker build -t photo-search .
 #   docker run --rm -e TELEGRAM_BOT_TOKEN=... -e ADMIN_IDS=... \
@@ -30,7 +30,7 @@ COPY --chown=app:app training training
 COPY --chown=app:app bot bot
 RUN python -m venv .venv \
     && .venv/bin/python -m pip install --quiet --upgrade pip \
-    && .venv/bin/python -m pip install --quiet -e .
+    && .venv/bin/python -m pip install --quiet -e '.[scale]'
 COPY --chown=app:app alembic.ini ./
 COPY --chown=app:app migrations migrations
 
