@@ -136,7 +136,9 @@ def run_index(args: argparse.Namespace, settings: EngineSettings) -> int:
     report = update_index(photo_dir, args.index_dir, encoder, model_spec=spec,
                           batch_size=args.batch_size or settings.batch_size,
                           workers=args.workers or settings.workers, progress=not args.quiet,
-                          child_filter=child_filter, dtype=args.dtype or settings.index_dtype)
+                          child_filter=child_filter, dtype=args.dtype or settings.index_dtype,
+                          checkpoint_seconds=settings.checkpoint_seconds,
+                          batch_delay=settings.test_batch_delay)
     print(f"index {args.index_dir}: {report.total} photos ({report.added} added, "
           f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged)"
           f" with {encoder.name}")

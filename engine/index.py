@@ -35,22 +35,21 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from engine.backends.base import RankedRow, Ranking, photo_keys
 from engine.backends.exact import rank_scores, scores_of
 from engine.child_filter import ChildFilter
+from engine.embedding_pipeline import checkpoint_dir, embed_photos, remove_checkpoint
 from engine.encoders.base import Encoder
 from engine.fileops import exclusive_lock
-from engine.images import UnreadablePhotoError, is_photo_path, open_photo, to_array
+from engine.images import is_photo_path
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +303,8 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
                  workers: int = 2, progress: bool = True,
                  on_progress: Callable[[int, int], None] | None = None,
                  child_filter: ChildFilter | None = None,
-                 dtype: str | None = None) -> UpdateReport:
+                 dtype: str | None = None, checkpoint_seconds: float = 10.0,
+                 batch_delay: float = 0.0) -> UpdateReport:
     """Bring the index at `root` in line with `photo_dir`: embed new/changed, drop deleted.
 
     A run with another model (or another photo folder) than the live index re-embeds
@@ -346,10 +346,11 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
     report.removed = sum(1 for path in old_rows if path not in found)
 
     started = time.perf_counter()
-    new_vectors, embedded, failures = _embed(photo_dir, todo, encoder, batch_size, workers,
-                                             progress, on_progress)
+    new_vectors, embedded, failures, resumed = _embed(photo_dir, todo, encoder, batch_size,
+                                                      workers, progress, on_progress, root,
+                                                      checkpoint_seconds, batch_delay)
     report.embed_seconds = time.perf_counter() - started
-    report.embedded = len(embedded)
+    report.embedded = len(embedded) - resumed  # photos/s counts only what this run embedded
     report.added -= sum(1 for f in failures if f.path not in old_rows)
     report.updated -= sum(1 for f in failures if f.path in old_rows)
     report.skipped.extend(failures)
@@ -392,6 +393,7 @@ def update_index(photo_dir: Path, root: Path, encoder: Encoder, *, model_spec: s
     if dtype is None:  # keep the live index's storage type
         dtype = str(previous.manifest.get("dtype", "float32")) if previous else "float32"
     write_generation(root, manifest, matrix, child=child, dtype=dtype)
+    remove_checkpoint(root, encoder, photo_dir)  # the generation holds every vector now
     return report
 
 
@@ -472,44 +474,22 @@ def _open_previous(root: Path, encoder: Encoder, photo_dir: Path) -> PhotoIndex 
 
 
 def _embed(photo_dir: Path, todo: Sequence[PhotoFile], encoder: Encoder, batch_size: int,
-           workers: int, progress: bool, on_progress: Callable[[int, int], None] | None
-           ) -> tuple[np.ndarray, list[PhotoFile], list[SkippedPhoto]]:
-    """Decode on a thread pool and embed in batches; collect failures instead of raising."""
-    prep = encoder.image_prep
-    embedded: list[PhotoFile] = []
-    failures: list[SkippedPhoto] = []
-    vectors: list[np.ndarray] = []
+           workers: int, progress: bool, on_progress: Callable[[int, int], None] | None,
+           root: Path, checkpoint_seconds: float = 10.0, batch_delay: float = 0.0
+           ) -> tuple[np.ndarray, list[PhotoFile], list[SkippedPhoto], int]:
+    """Decode in worker processes and embed in batches (`engine.embedding_pipeline`),
+    checkpointing finished photos under `root` so a crashed run resumes where it stopped.
 
-    def decode(photo: PhotoFile) -> Any:
-        try:
-            return open_photo(photo_dir / photo.path, prep)
-        except UnreadablePhotoError as error:
-            return error
-
-    def chunks() -> Iterator[Sequence[PhotoFile]]:
-        for start in range(0, len(todo), batch_size):
-            yield todo[start:start + batch_size]
-
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(todo), desc="indexing", unit="photo", disable=not progress) as bar:
-        decoded_batches = pool.map(lambda chunk: (chunk, [decode(p) for p in chunk]), chunks())
-        for chunk, images in decoded_batches:
-            good = [(p, im) for p, im in zip(chunk, images, strict=True)
-                    if not isinstance(im, Exception)]
-            for p, im in zip(chunk, images, strict=True):
-                if isinstance(im, Exception):
-                    failures.append(SkippedPhoto(p.path, p.size, p.mtime_ns, str(im)))
-                    log.warning("skipped unreadable photo %s: %s", p.path, im)
-            if good:
-                vectors.append(encoder.encode_pixels(to_array([im for _, im in good])))
-                embedded.extend(p for p, _ in good)
-            done += len(chunk)
-            bar.update(len(chunk))
-            if on_progress is not None:
-                on_progress(done, len(todo))
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
-    return matrix.astype(np.float32), embedded, failures
+    Returns the vectors of the embedded photos (resumed ones included), those photos, the
+    unreadable ones, and how many came from an interrupted run's checkpoint.
+    """
+    run = embed_photos(photo_dir, todo, encoder, batch_size=batch_size, workers=workers,
+                       progress=progress, on_progress=on_progress,
+                       checkpoint=checkpoint_dir(root, encoder.name, photo_dir,
+                                                 encoder.image_prep),
+                       checkpoint_seconds=checkpoint_seconds, batch_delay=batch_delay)
+    failures = [SkippedPhoto(p.path, p.size, p.mtime_ns, error) for p, error in run.failures]
+    return run.vectors, run.embedded, failures, run.resumed
 
 
 def write_generation(root: Path, manifest: dict[str, Any], embeddings: np.ndarray | Path,

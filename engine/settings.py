@@ -66,6 +66,14 @@ class EngineSettings(BaseSettings):
     milvus_token: SecretStr | None = Field(default=None, description="Milvus credentials.")
     milvus_collection: str | None = Field(
         default=None, description="Collection name (default: derived from the model).")
+    checkpoint_seconds: float = Field(
+        default=10.0, ge=0.0,
+        description="Indexing checkpoints finished photos this often (0 = every batch), so a "
+                    "crashed run resumes without redoing them.")
+    test_batch_delay: float = Field(
+        default=0.0, ge=0.0,
+        description="Tests only: sleep after each indexing batch, so a test can kill a run "
+                    "part-way. Never set it in production.")
     child_zero_shot_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="Threshold of the zero-shot fallback (default 0.2, uncalibrated).")

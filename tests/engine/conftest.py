@@ -59,3 +59,14 @@ def photo_dir(tmp_path: Path) -> Path:
     make_photo(root / "trips" / "white.jpeg", (250, 250, 250), stripe=13)
     (root / "notes.txt").write_text("not a photo", encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_spec(tiny_clip_config: Path, tiny_encoder: Encoder) -> str:
+    """A model spec for `tiny_encoder`'s weights saved to a checkpoint: unlike `:random`, every
+    process that loads it (CLI subprocesses, Ray actors) gets the same vectors."""
+    import torch
+
+    checkpoint = tiny_clip_config.parent / "tiny.pt"
+    torch.save(tiny_encoder.model.state_dict(), checkpoint)  # type: ignore[attr-defined]
+    return f"open_clip:{tiny_clip_config}:{checkpoint}"
