@@ -2,12 +2,13 @@
 
 The default, and the reference every other backend is measured against. The matrix is the
 generation's `embeddings.npy`, memory-mapped (float32, or float16 to halve memory and disk;
-float16 rows are converted a block at a time, so a query never copies the whole matrix).
+float16 rows are widened a block at a time, so a query never copies the whole matrix).
 Exclusions set excluded scores to -inf on the score vector, never touching the matrix.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,19 +18,30 @@ from engine.backends.base import RankedRow, Ranking
 if TYPE_CHECKING:
     from engine.index import PhotoIndex
 
-BLOCK_ROWS = 65536  # float16 → float32 conversion block: 64k × 256 × 4 B = 64 MiB
+BLOCK_ROWS = 8192  # float16 → float32 conversion block: 8k × 256 × 4 B = 8 MiB, cache-sized
 
 
 def scores_of(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Dot product of every row with `query`, float32, without copying a float32 matrix."""
+    """Dot product of every row with `query`, float32, without copying a float32 matrix.
+
+    float16 rows are widened by torch a cache-sized block at a time: numpy's float16→float32
+    conversion is scalar (100k × 256 took 50 ms here, torch 7 ms against 3.5 ms for float32).
+    """
     query = np.asarray(query, dtype=np.float32)
     if matrix.dtype == np.float32:
         return np.asarray(matrix @ query)
-    out = np.empty(len(matrix), dtype=np.float32)
-    for start in range(0, len(matrix), BLOCK_ROWS):
-        block = np.asarray(matrix[start:start + BLOCK_ROWS], dtype=np.float32)
-        out[start:start + len(block)] = block @ query
-    return out
+    import torch
+
+    with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        rows = torch.from_numpy(np.asarray(matrix))
+    vector = torch.from_numpy(query)
+    out = torch.empty(len(matrix), dtype=torch.float32)
+    with torch.inference_mode():
+        for start in range(0, len(matrix), BLOCK_ROWS):
+            block = rows[start:start + BLOCK_ROWS]
+            out[start:start + len(block)] = block.to(torch.float32) @ vector
+    return out.numpy()
 
 
 def rank_scores(raw: np.ndarray, k: int, exclude: np.ndarray | None) -> Ranking:
