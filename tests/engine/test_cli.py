@@ -103,3 +103,27 @@ def test_corrupt_photo_is_listed_and_run_succeeds(photo_dir: Path, tmp_path: Pat
     assert "skipped 1 unreadable file(s):" in result.stdout and "broken.jpg" in result.stdout
     again = run_cli("index", photo_dir, "--index", tmp_path / "idx")  # the index's own model
     assert again.returncode == 0 and "0 added, 0 updated, 0 removed, 6 unchanged" in again.stdout
+
+
+def test_backends_answer_alike_without_re_embedding(photo_dir: Path, tmp_path: Path,
+                                                    tiny_clip_spec: str) -> None:
+    """`index --backend hnsw` builds the graph from the stored vectors; `search --backend`
+    switches how they are searched, with the same answers on a small collection."""
+    index = tmp_path / "idx"
+    built = run_cli("index", photo_dir, "--index", index, "--model", tiny_clip_spec,
+                    "--backend", "hnsw")
+    assert built.returncode == 0, built.stderr
+    assert "hnsw backend in sync" in built.stdout and (index / "hnsw" / "state.json").is_file()
+    embeddings = sorted(p.stat().st_mtime_ns for p in index.glob("gen-*/embeddings.npy"))
+    answers = {}
+    for backend in ("exact", "hnsw", "milvus"):
+        result = run_cli("search", "--index", index, "a red photo", "-k", "4", "--json",
+                         "--backend", backend)
+        assert result.returncode == 0, result.stderr
+        answers[backend] = [r["photo"] for r in json.loads(result.stdout)["results"]]
+    assert answers["hnsw"] == answers["exact"] == answers["milvus"]
+    assert len(answers["exact"]) == 4
+    # Switching backends wrote no new generation: nothing was re-embedded.
+    assert sorted(p.stat().st_mtime_ns for p in index.glob("gen-*/embeddings.npy")) == embeddings
+    bad = run_cli("search", "--index", index, "a red photo", "--backend", "annoy")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
