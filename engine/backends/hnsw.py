@@ -39,20 +39,23 @@ M=32, efC=128          818 s     752MB  ef 128: 1.95 ms / .920; 192: 2.39 / .949
                                         256: 3.62 / .962; 320: 3.94 / .971
 =====================  ========  =====  =============================================
 
-(2 cores shared with other jobs, so builds ran slower than on an idle machine.) Caption
-queries are far from every photo (cosine ~0.57 to the best one: the text/image modality
-gap), which is why 1M needs a much wider beam than 100k. M=32 with ef 256 is the default:
-recall .96 at 3.6 ms, leaving room under the 5 ms target; `default_ef_search` scales ef with
-the collection (64 up to 100k, 256 at 1M).
+(2 cores shared with other jobs, so builds ran slower than on an idle machine; latencies on
+this machine vary by ±30% from run to run.) Caption queries are far from every photo (cosine
+~0.57 to the best one: the text/image modality gap), which is why 1M needs a much wider beam
+than 100k. M=32, efC=128 is the default; `default_ef_search` scales ef with a graph's size
+(64 up to 100k, 256 at 1M).
 
 Two graphs, split by the child flag stored in the generation (`child_flags.npy`): the
 `unflagged` photos and the `flagged` ones. The engine excludes flagged photos from every
-search (85% of a collection can be flagged), and an HNSW walk over a graph where most nodes
-are excluded needs a beam several times wider to keep recall (measured at 1M, one graph,
-85% excluded: recall@10 .90 at ef 256); searched apart, the unflagged graph answers with the
-recall of a graph its size, and the flagged graph only has to say how many flagged photos
-rank above the last one returned (the withheld count). An index without flags has one graph
-(the flagged one is empty). Re-flagging moves keys from one graph to the other incrementally.
+search (85% of a collection can be flagged; the packaged detector hides ~88% of Flickr8k),
+and an HNSW walk over a graph where most nodes are excluded needs a beam several times wider
+to keep recall: at 1M with 85% flagged, one graph gave recall@10 .90 at ef 256 (5.2 ms) and
+.955 at ef 512 (9 ms); split, the unflagged graph (150k, ef 80) gives .991 and the whole query
+takes 4.7 ms, most of it the flagged graph (850k, ef 224) counting the flagged photos ranked
+above the last result (the withheld count: at 1M it misses ~7% of them, 3.8 of 56 on
+average). Without a mask both graphs are searched and merged (1M: .975 at 4.1 ms). An index
+without flags has one graph (the flagged one is empty). Re-flagging moves keys from one
+graph to the other incrementally.
 
 Layout (`INDEX_DIR/hnsw/`, outside the generation directories, which every update replaces)::
 
@@ -331,7 +334,10 @@ class HnswBackend:
         for part, graph in graphs.items():
             graph.expansion_search = int(ef_search or default_ef_search(self.sizes[part]))
         self._rows = KeyMap(np.asarray(index.keys, dtype=np.int64))
-        self._plan: tuple[np.ndarray, SearchPlan] | None = None
+        # The stored matrix as a plain array over the same mapping: fancy indexing a
+        # `np.memmap` costs ~0.2 ms a call in subclass bookkeeping, this does not.
+        self._matrix = np.asarray(index.embeddings)
+        self._plan: tuple[bytes, SearchPlan] | None = None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -379,8 +385,8 @@ class HnswBackend:
         only with moderation), compared by content, not identity."""
         if exclude is None or not self.sizes.get(FLAGGED):
             return SearchPlan(False)
-        cached = self._plan
-        if cached is not None and np.array_equal(cached[0], exclude):
+        cached, content = self._plan, exclude.tobytes()  # 1 MB at 1M rows: ~0.1 ms
+        if cached is not None and cached[0] == content:
             return cached[1]
         allowed_flagged = np.flatnonzero(self.flags & ~exclude)
         blocked = int(np.count_nonzero(exclude & ~self.flags))
@@ -389,7 +395,7 @@ class HnswBackend:
         split = len(allowed_flagged) <= few and blocked <= unflagged // 2
         plan = SearchPlan(split, blocked, allowed_flagged,
                           len(exclude) - int(np.count_nonzero(exclude)))
-        self._plan = (exclude.copy(), plan)
+        self._plan = (content, plan)
         return plan
 
     def _split_ranked(self, query: np.ndarray, k: int, exclude: np.ndarray,
@@ -470,7 +476,7 @@ class HnswBackend:
             return np.zeros(0, dtype=np.float32)
         order = np.argsort(rows, kind="stable")
         scores = np.empty(len(rows), dtype=np.float32)
-        scores[order] = np.asarray(self.index.embeddings[rows[order]], dtype=np.float32) @ query
+        scores[order] = np.asarray(self._matrix[rows[order]], dtype=np.float32) @ query
         return scores
 
     def close(self) -> None:
