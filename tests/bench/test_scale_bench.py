@@ -316,7 +316,12 @@ def _incremental_note(root: Path, index: PhotoIndex, real: np.ndarray, size: int
         "photo_dir": str(index.photo_dir), "updated": "2026-11-29T00:00:01+00:00",
         "skipped": [], "photos": [{"path": f"p{i:07d}.jpg", "size": 1, "mtime_ns": 1}
                                   for i in range(len(matrix))]}
-    write_generation(root, manifest, matrix)
+    # Keep the photos' child flags (the new photos flagged at the same rate): a generation
+    # without flags would move every flagged photo to the other graph, a rebuild.
+    old_flags = np.load(index.generation / "child_flags.npy")
+    new_flags = np.random.default_rng(size + 2).random(len(extra)) < EXCLUDED
+    flags = np.concatenate([old_flags, new_flags])
+    write_generation(root, manifest, matrix, child=(flags.astype(np.float32), flags))
     del matrix
     report = sync(PhotoIndex.open(root))
     return (f"hnsw at {size:,}: a new generation with {len(extra):,} more photos (1%): sync "
