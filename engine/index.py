@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from engine.backends.base import RankedRow, Ranking, photo_keys
-from engine.backends.exact import rank_scores, scores_of
+from engine.backends.exact import ExactBackend
 from engine.child_filter import ChildFilter
 from engine.embedding_pipeline import checkpoint_dir, embed_photos, remove_checkpoint
 from engine.encoders.base import Encoder
@@ -233,6 +233,22 @@ class PhotoIndex:
         """(size, mtime_ns) of every indexed file, by path (what an allow override checks)."""
         return dict(zip(self.paths, map(tuple, self.signature_array.tolist()), strict=True))
 
+    def stored_flags(self) -> np.ndarray | None:
+        """The child flag of every row as the generation stores it, or None when it stores
+        none or an unreadable/mismatched file."""
+        path = self.generation / CHILD_FLAGS
+        if not path.is_file():
+            return None
+        try:
+            flags = np.asarray(np.load(path), dtype=bool)
+        except (OSError, ValueError, EOFError) as error:
+            log.warning("index %s: child flags unreadable (%s); ignoring them", path, error)
+            return None
+        if flags.shape != (len(self.paths),):
+            log.warning("index %s: child flags do not match the photos; ignoring them", path)
+            return None
+        return flags
+
     @property
     def columns(self) -> PhotoColumns:
         return PhotoColumns(self.paths, self.signature_array)
@@ -290,9 +306,7 @@ class PhotoIndex:
     def ranked(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Ranking:
         """The `k` best rows not excluded, by exact scan, and how many excluded rows were
         passed over (see `engine.backends.exact.rank_scores`)."""
-        if len(self.paths) == 0 or k <= 0:
-            return Ranking([], 0)
-        return rank_scores(scores_of(self.embeddings, query), k, exclude)
+        return ExactBackend(self).ranked(query, k, exclude)
 
 
 # ------------------------------------------------------------------------------- updating
@@ -432,11 +446,7 @@ def reflag_index(root: Path, child_filter: ChildFilter) -> ReflagReport:
     Moderation overrides live outside generations and are untouched.
     """
     index = PhotoIndex.open(root)
-    before: np.ndarray | None = None
-    if index.child_filter_info is not None and (index.generation / CHILD_FLAGS).is_file():
-        before = np.asarray(np.load(index.generation / CHILD_FLAGS), dtype=bool)
-        if len(before) != len(index):
-            before = None
+    before = index.stored_flags() if index.child_filter_info is not None else None
     scores = child_filter.scores(index.embeddings)
     flags = child_filter.flags(scores)
     old = before if before is not None else np.zeros(len(flags), dtype=bool)

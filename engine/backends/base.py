@@ -125,6 +125,12 @@ def ranking_from_candidates(rows: np.ndarray, scores: np.ndarray, k: int,
     return Ranking(ranked, withheld)
 
 
+def stored_flags(index: PhotoIndex) -> np.ndarray:
+    """The child flag of every row as the generation stores it (all False without one)."""
+    flags = index.stored_flags()
+    return flags if flags is not None else np.zeros(len(index), dtype=bool)
+
+
 def over_fetch(k: int, exclude: np.ndarray | None, total: int) -> int:
     """How many unfiltered candidates to ask an ANN for so that `k` allowed ones are likely:
     k divided by the allowed share, with a margin (85% of a collection can be flagged)."""

@@ -127,6 +127,7 @@ from engine.backends.base import (
     Ranking,
     over_fetch,
     ranking_from_candidates,
+    stored_flags,
 )
 from engine.backends.exact import rank_scores, scores_of
 from engine.fileops import exclusive_lock
@@ -254,29 +255,9 @@ def generation_identity(index: PhotoIndex) -> dict[str, Any]:
         return {"name": index.generation.name, "count": len(index)}
 
 
-def stored_flags(index: PhotoIndex) -> np.ndarray:
-    """The child flag of every row as the generation stores it (all False without one)."""
-    from engine.index import CHILD_FLAGS
-
-    path = index.generation / CHILD_FLAGS
-    if path.is_file():
-        try:
-            flags = np.asarray(np.load(path), dtype=bool)
-        except (OSError, ValueError, EOFError) as error:
-            log.warning("hnsw: child flags %s unreadable (%s): one graph", path, error)
-        else:
-            if flags.shape == (len(index),):
-                return flags
-    return np.zeros(len(index), dtype=bool)
-
-
 def row_signatures(index: PhotoIndex) -> np.ndarray:
     """int64 (N, 2): (size, mtime_ns) of every row, in row order."""
-    array = getattr(index, "signature_array", None)
-    if isinstance(array, np.ndarray) and array.shape == (len(index), 2):
-        return np.asarray(array, dtype=np.int64)
-    by_path = index.signatures()
-    return np.array([by_path[p] for p in index.paths], dtype=np.int64).reshape(len(index), 2)
+    return np.asarray(index.signature_array, dtype=np.int64).reshape(len(index), 2)
 
 
 def current_members(index: PhotoIndex) -> tuple[np.ndarray, np.ndarray]:

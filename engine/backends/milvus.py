@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from engine.backends.base import BackendError, KeyMap, RankedRow, Ranking
+from engine.backends.base import BackendError, KeyMap, RankedRow, Ranking, stored_flags
 from engine.backends.exact import rank_scores, scores_of
 
 if TYPE_CHECKING:
@@ -146,17 +146,6 @@ def generation_fingerprint(index: PhotoIndex, flags: np.ndarray) -> str:
     digest.update(np.ascontiguousarray(index.signature_array, dtype="<i8").tobytes())
     digest.update(np.packbits(np.asarray(flags, dtype=bool)).tobytes())
     return digest.hexdigest()
-
-
-def stored_flags(index: PhotoIndex) -> np.ndarray:
-    """The child flag of every row as stored in the generation (all False without one)."""
-    path = index.generation / "child_flags.npy"
-    if path.is_file():
-        flags = np.asarray(np.load(path), dtype=bool)
-        if len(flags) == len(index):
-            return flags
-        log.warning("milvus: %s does not match the photos; storing no flags", path)
-    return np.zeros(len(index), dtype=bool)
 
 
 def _key_list(keys: np.ndarray) -> str:

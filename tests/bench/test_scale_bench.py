@@ -311,7 +311,8 @@ def test_scale_benchmark(tmp_path: Path) -> None:
 def _incremental_note(root: Path, index: PhotoIndex, real: np.ndarray, size: int) -> str:
     """Add 1% new photos (flagged in the same share) in a new generation and time the hnsw
     sync (incremental: nothing is rebuilt)."""
-    from engine.backends.hnsw import stored_flags, sync
+    from engine.backends.base import stored_flags
+    from engine.backends.hnsw import sync
 
     extra = collection(real, len(real) + size // 100, seed=size + 1)[len(real):]
     matrix = np.concatenate([np.asarray(index.embeddings), extra])
