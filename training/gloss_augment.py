@@ -4,7 +4,8 @@ A Russian query reaches MiniLM as a word-by-word gloss ("two dog running along b
 sunset"): no articles, base forms, the lexicon's word choices. The heads never saw such text
 in training. Round-tripping an English caption through the same lexicon (English word →
 Russian lemma → the lexicon's English) produces text of exactly that kind from the TRAIN
-captions themselves, so no Russian training text is needed.
+captions themselves, so no Russian training text is needed. Plural nouns stay plural, as the
+glosser writes them ("two dogs").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.encoders.gloss import DEFAULT_LEXICON, load_lexicon
+from engine.encoders.gloss import DEFAULT_LEXICON, english_plural, load_lexicon
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
@@ -36,6 +37,14 @@ def _inflections(word: str) -> Iterable[str]:
             yield stem[:-1] + "s"
 
 
+def _noun_translations(forward: dict[str, str]) -> set[str]:
+    """English words the lexicon gives for Russian nouns (those the glosser may pluralise)."""
+    import pymorphy3
+
+    morph = pymorphy3.MorphAnalyzer()
+    return {en for ru, en in forward.items() if "NOUN" in morph.parse(ru)[0].tag}
+
+
 class RoundTripGlosser:
     """Maps English captions to the gloss a translation of them would produce."""
 
@@ -43,6 +52,9 @@ class RoundTripGlosser:
         forward = load_lexicon([lexicon_path])  # ru lemma → en (first sense)
         english = sorted(set(forward.values()))
         self.canonical: dict[str, str] = {}
+        for noun in sorted(_noun_translations(forward)):
+            if " " not in noun:
+                self.canonical.setdefault(english_plural(noun), english_plural(noun))
         # Single words only: phrases ("in front of") are matched as their words' own entries.
         for word in english:
             if " " in word:

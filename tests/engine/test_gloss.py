@@ -9,9 +9,36 @@ from engine.encoders.gloss import RussianGlosser, load_lexicon
 
 def test_inflected_words_are_glossed_by_lemma() -> None:
     glosser = RussianGlosser()
-    assert glosser.gloss("Две собаки бегут по пляжу").split()[:2] == ["two", "dog"]
+    assert glosser.gloss("Две собаки бегут по пляжу").split()[:2] == ["two", "dogs"]
     assert "beach" in glosser.gloss("на пляже") and "beach" in glosser.gloss("пляжами")
     assert glosser.gloss("Чёрная собака") == glosser.gloss("черную собаку")
+
+
+def test_number_survives_the_gloss() -> None:
+    """Plural forms and counted nouns gloss in the English plural, as captions write them."""
+    glosser = RussianGlosser()
+    assert glosser.gloss("собака") == "dog"
+    assert glosser.gloss("собаки играют") == "dogs playing"
+    assert glosser.gloss("три собаки") == "three dogs"  # Russian: genitive singular
+    assert glosser.gloss("5 собак") == "5 dogs"
+    assert glosser.gloss("люди и дети") == "people and children"
+    assert glosser.gloss("мужчины и женщины") == "men and women"
+    assert glosser.gloss("мальчик в шортах") == "boy in shorts"
+
+
+def test_two_word_prepositions_gloss_once() -> None:
+    glosser = RussianGlosser()
+    assert glosser.gloss("рядом с собакой") == "next to dog"
+    assert glosser.gloss("мужчина с собакой") == "man with dog"
+
+
+def test_english_plural_rules() -> None:
+    from engine.encoders.gloss import english_plural
+
+    cases = {"dog": "dogs", "bus": "bus", "box": "boxes", "beach": "beaches", "puppy": "puppies",
+             "toy": "toys", "policeman": "policemen", "tennis ball": "tennis balls",
+             "child": "children", "clothing": "clothing"}
+    assert {word: english_plural(word) for word in cases} == cases
 
 
 def test_hyphenated_compound_and_unknown_and_latin_words() -> None:
