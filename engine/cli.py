@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--queries", type=Path, help="file with one query per line")
     search.add_argument("--html", type=Path, help="write a contact sheet of the results")
     search.add_argument("--model", help="model spec (default: the index's model)")
+    search.add_argument("--query-head",
+                        help="what embeds the queries of a dual encoder: default (the packaged "
+                             "MiniLM query head), full (MiniLM+e5) or an artifact directory "
+                             "(default ENGINE_QUERY_HEAD=default)")
     search.add_argument("--backend", choices=BACKENDS,
                         help="how to search the vectors (default ENGINE_INDEX_BACKEND=exact)")
     search.add_argument("--rerank", type=Path,
@@ -192,7 +196,8 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
     from engine.legal import LegalFilter
 
     index = PhotoIndex.open(args.index_dir)
-    encoder = load_encoder(_model_spec(args, settings, args.index_dir))
+    encoder = load_encoder(_model_spec(args, settings, args.index_dir),
+                           args.query_head or settings.query_head)
     index.require_model(encoder.name)
     if args.backend:
         settings = settings.model_copy(update={"index_backend": args.backend})

@@ -30,7 +30,7 @@ import numpy as np
 from engine.backends.base import SearchBackend
 from engine.backends.exact import ExactBackend
 from engine.child_filter import ChildFilter, build_child_filter
-from engine.encoders.base import Encoder
+from engine.encoders.base import Encoder, text_model_name
 from engine.images import ImagePrep, open_photo, to_array
 from engine.index import PhotoIndex
 from engine.legal import LegalFilter, disclaimer
@@ -176,7 +176,7 @@ class SearchEngine:
         vector = self.encoder.encode_texts([query])[0]
         hits, withheld = self._top(vector, k, offset, query)
         return SearchResult(query=query, language=verdict.language, blocked=False, message=None,
-                            hits=hits, model=self.encoder.name,
+                            hits=hits, model=text_model_name(self.encoder),
                             legal_version=self.legal.fingerprint, withheld=withheld,
                             filter_version=self.filter_version,
                             elapsed_ms=(time.perf_counter() - started) * 1000)

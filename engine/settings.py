@@ -24,6 +24,11 @@ class EngineSettings(BaseSettings):
     model: str | None = Field(
         default=None,
         description="Model spec; unset means the index's own model, or dual:default for a new one.")
+    query_head: str = Field(
+        default="default",
+        description="What embeds query texts of a dual encoder: default = the packaged MiniLM "
+                    "query head when it was trained for the model (fast), full = the model's "
+                    "own MiniLM+e5 head, or a query-head artifact directory.")
     results: int = Field(default=10, ge=1, le=100)
     batch_size: int = Field(default=32, ge=1, le=1024)
     workers: int = Field(default=2, ge=1, le=64)

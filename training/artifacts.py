@@ -18,12 +18,18 @@ from engine.fileops import staged_directory
 
 
 def save_artifact(heads: DualHeads, out: Path, metrics: Mapping[str, Any], card: str) -> Path:
-    """Write config, weights, metrics and card into `out`, replacing it only when complete."""
+    """Write config, weights, metrics and card into `out`, replacing it only when complete.
+
+    A query head (its config names an image space) is saved without the image head: that is
+    its base's, and a copy could only drift from it.
+    """
     with staged_directory(out) as staging:
         (staging / "config.json").write_text(
             json.dumps(heads.config.to_dict(), indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8")
-        state = {k: v.detach().contiguous() for k, v in heads.state_dict().items()}
+        query_head = heads.config.image_space is not None
+        state = {k: v.detach().contiguous() for k, v in heads.state_dict().items()
+                 if not (query_head and k.startswith("image."))}
         save_file(state, str(staging / "heads.safetensors"))
         (staging / "metrics.json").write_text(
             json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

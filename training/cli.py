@@ -1,4 +1,5 @@
-"""`python -m training`: train the dual encoder's heads, the child detector, the seed study.
+"""`python -m training`: train the dual encoder's heads, its query heads, the child detector, the
+seed study.
 
 `main(argv)` is callable from tests; every subcommand takes paths as arguments, never reads the
 shared data from a fixed place.
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     child.add_argument("--samples", type=int, default=40,
                        help="simulated 100-photo DEV collections (default 40)")
     child.add_argument("--seed", type=int, default=0)
+    _add_query_head(sub)
     _add_seed_study(sub)
     return parser
 
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "train-child-detector":
         return _train_child_detector(args, argv)
+    if args.command == "train-query-head":
+        return _train_query_head(args, argv)
     if args.command == "seed-study":
         return _run_seed_study(args, argv)
     return 2
@@ -136,6 +140,59 @@ def _train_child_detector(args: argparse.Namespace, argv: Sequence[str] | None) 
         return 2
     print(json.dumps({k: report[k] for k in ("detector", "encoder", "candidate", "threshold",
                                              "chosen", "at_recall_only")},
+                     indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_query_head(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `train-query-head` subcommand (see `training.query_head`)."""
+    from engine.encoders.dual import DEFAULT_ARTIFACT, DEFAULT_QUERY_HEAD
+
+    query = sub.add_parser(
+        "train-query-head",
+        help="train a faster text head against an existing model's frozen image head")
+    query.add_argument("--data", type=Path, default=Path("../shared/data"),
+                       help="folder holding flickr8k/ and seed/ (default ../shared/data)")
+    query.add_argument("--base", type=Path, default=DEFAULT_ARTIFACT,
+                       help="dual-encoder artifact whose image space the head joins "
+                            "(default: the packaged dual-default)")
+    query.add_argument("--out", type=Path, default=DEFAULT_QUERY_HEAD,
+                       help="artifact directory (default: the packaged engine/models/"
+                            "query-minilm)")
+    query.add_argument("--cache", type=Path, default=Path(".cache/features"),
+                       help="tower feature cache (default .cache/features)")
+    query.add_argument("--name", default="query-minilm")
+    query.add_argument("--version", default="1.0.0")
+    query.add_argument("--text-towers", default="minilm",
+                       help="comma-separated text towers the head reads (default minilm)")
+    query.add_argument("--compare", action="store_true",
+                       help="train every candidate recipe and keep the best on DEV")
+    query.add_argument("--translations", type=Path,
+                       help="folder of Russian translation TSVs (default: the packaged ones)")
+
+
+def _train_query_head(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from engine.encoders.dual import ModelArtifactError
+    from training.query_head import run_train_query_head
+    from training.train_command import DataMissingError
+
+    towers = tuple(t for t in args.text_towers.split(",") if t)
+    unknown = sorted(set(towers) - {"minilm", "e5"})
+    if not towers or unknown:
+        print(f"error: --text-towers takes minilm and/or e5, not {args.text_towers!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        report = run_train_query_head(
+            data_root=args.data.resolve(), base_artifact=args.base, out=args.out,
+            cache_dir=args.cache, name=args.name, version=args.version, text_towers=towers,
+            compare=args.compare, translations=args.translations,
+            command=" ".join(["python -m training", *(argv or sys.argv[1:])]))
+    except (DataMissingError, ModelArtifactError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: report[k] for k in ("artifact", "image_space", "chosen",
+                                             "flickr8k_test", "seed_test", "russian")},
                      indent=2, ensure_ascii=False))
     return 0
 

@@ -6,6 +6,10 @@ so the heads overfit quickly), horizontal-flip feature augmentation for photos, 
 dropout" that hides the English-only text tower at random so the same head also serves Russian
 queries through the multilingual tower alone. Early stopping on Flickr8k DEV without the seed's
 test photos.
+
+With `frozen_image`, only the text head (and the temperature) learns, against the fixed photo
+embeddings of an existing model: that trains a query head (`training.query_head`) that lands
+in the existing space, so nothing already indexed has to be embedded again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.encoders.dual import ENGLISH_ONLY_TOWERS, DualConfig, DualHeads
-from engine.encoders.heads import HeadSpec
+from engine.encoders.heads import HeadSpec, ProjectionHead
 from training.features import FeatureCache
 from training.flickr8k import Flickr8k
 from training.gloss_augment import RoundTripGlosser
@@ -152,8 +156,14 @@ class FeatureStore:
                              captions=[self.all_texts[r] for r in text_rows], text_x_gloss=gloss)
 
 
-def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, version: str
-                ) -> DualHeads:
+def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, version: str,
+                image_space: str | None = None) -> DualHeads:
+    """Fresh heads for `config`; `image_space` marks a query head trained against that
+    model's frozen image head (see `DualConfig.image_space`)."""
+    extra: dict[str, Any] = {"train_config": config.to_dict(), "russian": config.russian,
+                             "russian_masked": list(config.russian_masked)}
+    if image_space is not None:
+        extra = {"role": "query-head", "image_space": image_space, **extra}
     dual = DualConfig(
         name=name, version=version, image_towers=config.image_towers,
         image_blocks=config.image_blocks, text_towers=config.text_towers,
@@ -161,8 +171,7 @@ def build_heads(config: TrainConfig, image_dim: int, text_dim: int, name: str, v
                             config.head_dropout),
         text_head=HeadSpec(text_dim, config.embed_dim, config.text_head, config.hidden,
                            config.head_dropout),
-        extra={"train_config": config.to_dict(), "russian": config.russian,
-               "russian_masked": list(config.russian_masked)},
+        extra=extra,
     )
     return DualHeads(dual)
 
@@ -200,26 +209,57 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@dataclass(frozen=True)
+class FrozenImage:
+    """An existing model's image head to train a query head against (`name` is its
+    `name@version`, recorded as the query head's image space)."""
+
+    head: ProjectionHead
+    name: str
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Texts beyond the captions, with the vectors a teacher head gives them: each step also
+    pulls the text head's vectors of a batch of them toward the teacher's (cosine loss times
+    `weight`). A query head distilled from its base over a broad vocabulary keeps what the
+    base knows about words Flickr captions rarely use ("coffee")."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    weight: float
+
+
 def train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures,
-                name: str = "dual", version: str = "0", progress: bool = True
+                name: str = "dual", version: str = "0", progress: bool = True,
+                frozen_image: FrozenImage | None = None, distill: Distillation | None = None
                 ) -> tuple[DualHeads, list[dict[str, float]]]:
     """Train heads; return the best-on-DEV heads and the per-epoch history."""
     with single_thread():
-        return _train_heads(config, train, dev, name, version, progress)
+        return _train_heads(config, train, dev, name, version, progress, frozen_image, distill)
 
 
 def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, name: str,
-                 version: str, progress: bool) -> tuple[DualHeads, list[dict[str, float]]]:
+                 version: str, progress: bool, frozen_image: FrozenImage | None,
+                 distill: Distillation | None) -> tuple[DualHeads, list[dict[str, float]]]:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    heads = build_heads(config, train.image_x.shape[1], train.text_x.shape[1], name, version)
+    heads = build_heads(config, train.image_x.shape[1], train.text_x.shape[1], name, version,
+                        frozen_image.name if frozen_image is not None else None)
     stacked = (np.concatenate([train.image_x, train.image_x_flip])
                if train.image_x_flip is not None else train.image_x)
-    heads.image.set_statistics(*_statistics(stacked))
+    fixed_image: torch.Tensor | None = None
+    if frozen_image is not None:
+        heads.image.load_state_dict(frozen_image.head.state_dict())
+        heads.image.requires_grad_(False)
+        with torch.inference_mode():
+            fixed_image = heads.image.eval()(torch.from_numpy(train.image_x).float()).clone()
+    else:
+        heads.image.set_statistics(*_statistics(stacked))
     heads.text.set_statistics(*_statistics(train.text_x))
 
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in heads.parameters() if p.requires_grad],
+                                  lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train.images) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -236,6 +276,9 @@ def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, 
     text_gloss = (torch.from_numpy(train.text_x_gloss).float()
                   if train.text_x_gloss is not None else None)
 
+    distill_x = (torch.from_numpy(distill.features).float() if distill is not None else None)
+    distill_y = (torch.from_numpy(distill.targets).float() if distill is not None else None)
+
     best: tuple[float, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
     stale = 0
@@ -250,11 +293,14 @@ def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, 
             if len(batch) < 2:
                 continue
             chosen = np.array([rng.choice(captions_of[i]) for i in batch])
-            x_img = image_x[batch]
-            if image_flip is not None:
-                use_flip = torch.from_numpy(rng.random(len(batch)) < 0.5)
-                x_img = torch.where(use_flip[:, None], image_flip[batch], x_img)
-            z_img = heads.image.project(image_drop(heads.image.standardise(x_img)))
+            if fixed_image is not None:
+                z_img = fixed_image[batch]
+            else:
+                x_img = image_x[batch]
+                if image_flip is not None:
+                    use_flip = torch.from_numpy(rng.random(len(batch)) < 0.5)
+                    x_img = torch.where(use_flip[:, None], image_flip[batch], x_img)
+                z_img = heads.image.project(image_drop(heads.image.standardise(x_img)))
             x_txt = text_x[chosen]
             if text_gloss is not None:
                 use_gloss = torch.from_numpy(rng.random(len(batch)) < config.gloss_aug)
@@ -271,6 +317,11 @@ def _train_heads(config: TrainConfig, train: SplitFeatures, dev: SplitFeatures, 
             labels = torch.arange(len(batch))
             loss = (nn.functional.cross_entropy(logits, labels)
                     + nn.functional.cross_entropy(logits.T, labels)) / 2
+            if distill_x is not None and distill_y is not None and distill is not None:
+                rows = torch.from_numpy(rng.integers(0, len(distill_x), len(batch)))
+                student = heads.text.project(text_drop(heads.text.standardise(distill_x[rows])))
+                agreement = nn.functional.cosine_similarity(student, distill_y[rows], dim=-1)
+                loss = loss + distill.weight * (1 - agreement).mean()
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

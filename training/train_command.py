@@ -80,13 +80,13 @@ class EvalSets:
     seed: SplitFeatures
 
 
-def _require(path: Path) -> Path:
+def require_path(path: Path) -> Path:
     if not path.exists():
         raise DataMissingError(f"missing {path}: pass --data pointing at the shared data folder")
     return path
 
 
-def _splits(store: FeatureStore, config: TrainConfig, seed_root: Path) -> EvalSets:
+def eval_sets(store: FeatureStore, config: TrainConfig, seed_root: Path) -> EvalSets:
     data = store.data
     return EvalSets(
         train=store.split(data.split("train"), config, training=True),
@@ -96,7 +96,7 @@ def _splits(store: FeatureStore, config: TrainConfig, seed_root: Path) -> EvalSe
     )
 
 
-def _rounded(report: Mapping[str, float]) -> dict[str, float]:
+def rounded(report: Mapping[str, float]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in report.items()}
 
 
@@ -133,39 +133,63 @@ def _rank_queries(heads: DualHeads, image_x: np.ndarray, text_x: np.ndarray,
     return retrieval_report(target_ranks(text @ image.T, targets))
 
 
+@dataclasses.dataclass(frozen=True)
+class ParitySet:
+    """Held-out captions in English and in their Russian translation, with target photos."""
+
+    name: str
+    image_x: np.ndarray
+    english: list[str]
+    russian: list[str]
+    targets: np.ndarray
+
+
+def parity_sets(store: FeatureStore, sets: EvalSets, seed_root: Path, translations: Path
+                ) -> list[ParitySet]:
+    """The seed test queries and caption #0 of every Flickr8k TEST photo, both languages."""
+    seed_queries = load_test_queries(seed_root)
+    seed_ru = load_translations("seed_test", translations)
+    position = {name: i for i, name in enumerate(sets.seed.images)}
+    out = [ParitySet("seed_test", sets.seed.image_x, [q.text for q in seed_queries],
+                     [seed_ru[q.query_id] for q in seed_queries],
+                     np.array([position[q.image] for q in seed_queries]))]
+    flickr_ru = load_translations("flickr8k_test", translations)
+    position = {name: i for i, name in enumerate(sets.test.images)}
+    ids = [qid for qid in flickr_ru if qid.split("#")[0] in position]
+    out.append(ParitySet(
+        "flickr8k_test_caption0", sets.test.image_x,
+        [store.captions[qid.split("#")[0]][int(qid.split("#")[1])] for qid in ids],
+        [flickr_ru[q] for q in ids], np.array([position[qid.split("#")[0]] for qid in ids])))
+    return out
+
+
 def russian_parity(store: FeatureStore, config: TrainConfig, heads: DualHeads, sets: EvalSets,
                    seed_root: Path, translations: Path, ru_shift: np.ndarray | None
                    ) -> dict[str, Any]:
     """English vs Russian Recall on the same held-out captions (seed test, Flickr8k TEST #0)."""
-    out: dict[str, Any] = {}
-    seed_queries = load_test_queries(seed_root)
-    seed_ru = load_translations("seed_test", translations)
-    position = {name: i for i, name in enumerate(sets.seed.images)}
-    targets = np.array([position[q.image] for q in seed_queries])
-    english = [q.text for q in seed_queries]
-    russian = [seed_ru[q.query_id] for q in seed_queries]
-    out["seed_test"] = {
-        "en": _rounded(_rank_queries(heads, sets.seed.image_x, text_query_features(
-            store, config, english, False), targets, False)),
-        "ru": _rounded(_rank_queries(heads, sets.seed.image_x, text_query_features(
-            store, config, russian, True, ru_shift), targets, True)),
-    }
-    flickr_ru = load_translations("flickr8k_test", translations)
-    position = {name: i for i, name in enumerate(sets.test.images)}
-    ids = [qid for qid in flickr_ru if qid.split("#")[0] in position]
-    targets = np.array([position[qid.split("#")[0]] for qid in ids])
-    english = [store.captions[qid.split("#")[0]][int(qid.split("#")[1])] for qid in ids]
-    out["flickr8k_test_caption0"] = {
-        "en": _rounded(_rank_queries(heads, sets.test.image_x, text_query_features(
-            store, config, english, False), targets, False)),
-        "ru": _rounded(_rank_queries(heads, sets.test.image_x, text_query_features(
-            store, config, [flickr_ru[q] for q in ids], True, ru_shift), targets, True)),
-    }
-    return out
+    return {
+        subset.name: {
+            "en": rounded(_rank_queries(heads, subset.image_x, text_query_features(
+                store, config, subset.english, False), subset.targets, False)),
+            "ru": rounded(_rank_queries(heads, subset.image_x, text_query_features(
+                store, config, subset.russian, True, ru_shift), subset.targets, True)),
+        }
+        for subset in parity_sets(store, sets, seed_root, translations)}
 
 
-def _recall_sum(report: Mapping[str, float]) -> float:
+def recall_sum(report: Mapping[str, float]) -> float:
     return float(report["R@1"] + report["R@5"] + report["R@10"])
+
+
+def calibration_set(store: FeatureStore, dev: SplitFeatures, translations: Path) -> ParitySet:
+    """The DEV calibration captions (English and Russian) against DEV's photos."""
+    calibration = load_translations("dev_calibration", translations)
+    position = {name: i for i, name in enumerate(dev.images)}
+    ids = [qid for qid in calibration if qid.split("#")[0] in position]
+    return ParitySet("dev_calibration", dev.image_x,
+                     [store.captions[qid.split("#")[0]][int(qid.split("#")[1])] for qid in ids],
+                     [calibration[q] for q in ids],
+                     np.array([position[qid.split("#")[0]] for qid in ids]))
 
 
 def dev_russian_report(store: FeatureStore, config: TrainConfig, heads: DualHeads,
@@ -177,13 +201,9 @@ def dev_russian_report(store: FeatureStore, config: TrainConfig, heads: DualHead
     e5 offset is fitted on, so the figure flatters the offset a little; the Russian figures
     reported as results come from the held-out translations.
     """
-    calibration = load_translations("dev_calibration", translations)
-    position = {name: i for i, name in enumerate(dev.images)}
-    ids = [qid for qid in calibration if qid.split("#")[0] in position]
-    targets = np.array([position[qid.split("#")[0]] for qid in ids])
-    features = text_query_features(store, config, [calibration[q] for q in ids], True,
-                                   ru_shift)
-    return _rank_queries(heads, dev.image_x, features, targets, True)
+    subset = calibration_set(store, dev, translations)
+    features = text_query_features(store, config, subset.russian, True, ru_shift)
+    return _rank_queries(heads, subset.image_x, features, subset.targets, True)
 
 
 def fit_ru_shift(store: FeatureStore, translations: Path) -> np.ndarray:
@@ -196,18 +216,18 @@ def fit_ru_shift(store: FeatureStore, translations: Path) -> np.ndarray:
     return shift
 
 
-def _evaluate_all(heads: DualHeads, sets: EvalSets) -> dict[str, dict[str, float]]:
-    return {"dev": _rounded(evaluate(heads, sets.dev)),
-            "flickr8k_test": _rounded(evaluate(heads, sets.test)),
-            "seed_test": _rounded(evaluate(heads, sets.seed))}
+def evaluate_all(heads: DualHeads, sets: EvalSets) -> dict[str, dict[str, float]]:
+    return {"dev": rounded(evaluate(heads, sets.dev)),
+            "flickr8k_test": rounded(evaluate(heads, sets.test)),
+            "seed_test": rounded(evaluate(heads, sets.seed))}
 
 
 def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name: str,
                            version: str, compare: bool, overrides: Mapping[str, Any],
                            translations: Path | None, command: str) -> dict[str, Any]:
     """Train (after an optional comparison), evaluate and save; returns the metrics."""
-    flickr_root = _require(data_root / "flickr8k")
-    seed_root = _require(data_root / "seed")
+    flickr_root = require_path(data_root / "flickr8k")
+    seed_root = require_path(data_root / "seed")
     translations = translations or TRANSLATIONS_DIR
     store = FeatureStore(Flickr8k(flickr_root), FeatureCache(cache_dir))
     started = time.perf_counter()
@@ -218,9 +238,9 @@ def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name:
         best_score = -1.0
         for label, candidate in CANDIDATES.items():
             candidate = dataclasses.replace(candidate, **overrides)
-            sets = _splits(store, candidate, seed_root)
+            sets = eval_sets(store, candidate, seed_root)
             heads, history = train_heads(candidate, sets.train, sets.dev, name, version)
-            scores = _evaluate_all(heads, sets)
+            scores = evaluate_all(heads, sets)
             row: dict[str, Any] = {
                 "recipe": label, "epochs": len(history), "dev R@5": scores["dev"]["R@5"]}
             shift = fit_ru_shift(store, translations) if "e5" in candidate.text_towers else None
@@ -229,7 +249,7 @@ def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name:
             dev_ru = dev_russian_report(store, candidate, heads, sets.dev, translations, shift)
             parity = russian_parity(store, candidate, heads, sets, seed_root, translations,
                                     shift)
-            score = _recall_sum(scores["dev"])
+            score = recall_sum(scores["dev"])
             row |= {"dev RU R@5": round(dev_ru["R@5"], 4),
                     "selection score": round(score, 4),
                     "test R@1": scores["flickr8k_test"]["R@1"],
@@ -244,13 +264,13 @@ def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name:
             if score > best_score:
                 best_score, recipe = score, candidate
 
-    sets = _splits(store, recipe, seed_root)
+    sets = eval_sets(store, recipe, seed_root)
     heads, history = train_heads(recipe, sets.train, sets.dev, name, version)
     ru_shift = fit_ru_shift(store, translations) if "e5" in recipe.text_towers else None
-    metrics: dict[str, Any] = dict(_evaluate_all(heads, sets))
+    metrics: dict[str, Any] = dict(evaluate_all(heads, sets))
     metrics["random"] = {
-        "flickr8k_test": _rounded(random_ranking_report(5000, len(sets.test.images))),
-        "seed_test": _rounded(random_ranking_report(500, len(sets.seed.images)))}
+        "flickr8k_test": rounded(random_ranking_report(5000, len(sets.test.images))),
+        "seed_test": rounded(random_ranking_report(500, len(sets.seed.images)))}
     if ru_shift is not None:
         metrics["russian_without_offset"] = russian_parity(
             store, recipe, heads, sets, seed_root, translations, None)

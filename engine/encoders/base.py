@@ -45,6 +45,13 @@ class Encoder(Protocol):
         ...
 
 
+def text_model_name(encoder: Encoder) -> str:
+    """What embeds an encoder's texts, for logs: its `text_model` when it has one (a dual
+    encoder with a query head names both), else its name."""
+    text_model = getattr(encoder, "text_model", None)
+    return text_model if isinstance(text_model, str) else encoder.name
+
+
 def encode_images(encoder: Encoder, photos: Sequence[Path | bytes], batch_size: int = 32
                   ) -> np.ndarray:
     """Decode and embed photos in batches; raises `UnreadablePhotoError` on a bad one."""

