@@ -142,3 +142,21 @@ def test_exact_backend_is_the_index_scan(tmp_path: Path) -> None:
         assert backend.ranked(query, 10, exclude) == index.ranked(query, 10, exclude)
         best = int(np.argmax(np.where(exclude, -np.inf, matrix @ query)))
         assert backend.ranked(query, 1, exclude).rows[0].row == best
+
+
+def test_float32_scan_gives_the_same_scores_on_one_or_all_blas_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small scans run on one BLAS thread (so its pool never spins against the text towers),
+    large ones on all; the scores must not depend on which."""
+    import engine.backends.exact as exact
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(5000, 64)).astype(np.float32)
+    query = rng.normal(size=64).astype(np.float32)
+    expected = matrix.astype(np.float64) @ query.astype(np.float64)
+    single = scores_of(matrix, query)
+    monkeypatch.setattr(exact, "SINGLE_THREAD_ROWS", 100)
+    threaded = scores_of(matrix, query)
+    assert single.dtype == threaded.dtype == np.float32
+    np.testing.assert_allclose(single, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(threaded, expected, rtol=1e-4, atol=1e-4)
