@@ -22,6 +22,7 @@ same space). The weight is chosen on the DEV calibration translations, among
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -43,8 +44,6 @@ from training.dual_encoder import (
     TrainConfig,
     train_heads,
 )
-from training.features import FeatureCache
-from training.flickr8k import Flickr8k
 from training.metrics import random_ranking_report, retrieval_report, target_ranks
 from training.train_command import (
     EvalSets,
@@ -55,12 +54,11 @@ from training.train_command import (
     evaluate_all,
     parity_sets,
     recall_sum,
-    require_path,
     rounded,
     russian_parity,
     text_query_features,
+    training_data,
 )
-from training.translations import TRANSLATIONS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +161,7 @@ def run_train_query_head(*, data_root: Path, base_artifact: Path, out: Path, cac
                          name: str, version: str, text_towers: Sequence[str], compare: bool,
                          translations: Path | None, command: str) -> dict[str, Any]:
     """Train query-head candidates against the base's frozen image head, save the best."""
-    flickr_root = require_path(data_root / "flickr8k")
-    seed_root = require_path(data_root / "seed")
-    translations = translations or TRANSLATIONS_DIR
-    store = FeatureStore(Flickr8k(flickr_root), FeatureCache(cache_dir))
+    store, seed_root, translations = training_data(data_root, cache_dir, translations)
     started = time.perf_counter()
     base = load_heads(base_artifact)
     base_name = f"{base.config.name}@{base.config.version}"
@@ -318,9 +313,9 @@ def query_head_card(name: str, version: str, chosen: Candidate, reference: Candi
         "phrase of the gloss lexicon (a broad vocabulary: Flickr captions rarely name objects "
         "such as a cup of coffee, which the base knows through e5).", "",
         "## Command", "```", command, "```", "",
-        "## Recipe", "```json", _json({**chosen.recipe.to_dict(), "distillation":
-                                      chosen.heads.config.extra.get("distillation")}), "```",
-        "",
+        "## Recipe", "```json", json.dumps({**chosen.recipe.to_dict(), "distillation":
+                                           chosen.heads.config.extra.get("distillation")},
+                                          indent=2), "```", "",
         "## Metrics (text → photo, English; R@5 unless named)",
         metrics_table(rows, ["set", "query head", "base text head", "query head R@1",
                              "query head R@10", "query head MRR"]), "",
@@ -349,9 +344,3 @@ def query_head_card(name: str, version: str, chosen: Candidate, reference: Candi
         "- It only embeds texts: photo search (image → image) uses the base's image head.",
         "- It does not decide what may be shown: the legal filter and the child detector do.", "",
     ])
-
-
-def _json(data: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(data, indent=2)

@@ -222,14 +222,21 @@ def evaluate_all(heads: DualHeads, sets: EvalSets) -> dict[str, dict[str, float]
             "seed_test": rounded(evaluate(heads, sets.seed))}
 
 
+def training_data(data_root: Path, cache_dir: Path, translations: Path | None
+                  ) -> tuple[FeatureStore, Path, Path]:
+    """The Flickr8k feature store, the seed folder and the Russian translations folder
+    (the packaged one unless given); raises `DataMissingError` naming what is missing."""
+    flickr_root = require_path(data_root / "flickr8k")
+    seed_root = require_path(data_root / "seed")
+    store = FeatureStore(Flickr8k(flickr_root), FeatureCache(cache_dir))
+    return store, seed_root, translations or TRANSLATIONS_DIR
+
+
 def run_train_dual_encoder(*, data_root: Path, out: Path, cache_dir: Path, name: str,
                            version: str, compare: bool, overrides: Mapping[str, Any],
                            translations: Path | None, command: str) -> dict[str, Any]:
     """Train (after an optional comparison), evaluate and save; returns the metrics."""
-    flickr_root = require_path(data_root / "flickr8k")
-    seed_root = require_path(data_root / "seed")
-    translations = translations or TRANSLATIONS_DIR
-    store = FeatureStore(Flickr8k(flickr_root), FeatureCache(cache_dir))
+    store, seed_root, translations = training_data(data_root, cache_dir, translations)
     started = time.perf_counter()
 
     comparison: list[dict[str, Any]] = []
