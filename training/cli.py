@@ -33,6 +33,14 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--data` and `--cache`, the same for every subcommand that reads the shared data."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+                        help="folder holding flickr8k/ and seed/ (default ../shared/data)")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/features"),
+                        help="tower feature cache (default .cache/features)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -40,11 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train-dual-encoder",
                            help="train projection heads on Flickr8k TRAIN, save an artifact")
-    train.add_argument("--data", type=Path, default=Path("../shared/data"),
-                       help="folder holding flickr8k/ and seed/ (default ../shared/data)")
+    _add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True, help="artifact directory to write")
-    train.add_argument("--cache", type=Path, default=Path(".cache/features"),
-                       help="tower feature cache (default .cache/features)")
     train.add_argument("--name", default="dual-default")
     train.add_argument("--version", default="1.0.0")
     train.add_argument("--compare", action="store_true",
@@ -64,13 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     child = sub.add_parser(
         "train-child-detector",
         help="train the photo-side child detector on one encoder's photo embeddings")
-    child.add_argument("--data", type=Path, default=Path("../shared/data"),
-                       help="folder holding flickr8k/ and seed/ (default ../shared/data)")
+    _add_data_arguments(child)
     child.add_argument("--out", type=Path, default=None,
                        help="artifact directory (default: the packaged engine/models/"
                             "child-detector)")
-    child.add_argument("--cache", type=Path, default=Path(".cache/features"),
-                       help="tower feature cache (default .cache/features)")
     child.add_argument("--model", default="dual:default",
                        help="encoder the detector is for (default dual:default)")
     child.add_argument("--name", default="child-detector")
@@ -151,16 +153,13 @@ def _add_query_head(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query = sub.add_parser(
         "train-query-head",
         help="train a faster text head against an existing model's frozen image head")
-    query.add_argument("--data", type=Path, default=Path("../shared/data"),
-                       help="folder holding flickr8k/ and seed/ (default ../shared/data)")
+    _add_data_arguments(query)
     query.add_argument("--base", type=Path, default=DEFAULT_ARTIFACT,
                        help="dual-encoder artifact whose image space the head joins "
                             "(default: the packaged dual-default)")
     query.add_argument("--out", type=Path, default=DEFAULT_QUERY_HEAD,
                        help="artifact directory (default: the packaged engine/models/"
                             "query-minilm)")
-    query.add_argument("--cache", type=Path, default=Path(".cache/features"),
-                       help="tower feature cache (default .cache/features)")
     query.add_argument("--name", default="query-minilm")
     query.add_argument("--version", default="1.0.0")
     query.add_argument("--text-towers", default="minilm",
@@ -201,12 +200,9 @@ def _add_seed_study(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """The `seed-study` subcommand (see `training.seed_study`)."""
     study = sub.add_parser("seed-study",
                            help="reproduce the customer's seed study, measure it as search")
-    study.add_argument("--data", type=Path, default=Path("../shared/data"),
-                       help="folder holding seed/ and flickr8k/ (default ../shared/data)")
+    _add_data_arguments(study)
     study.add_argument("--out", type=Path, required=True,
                        help="report folder: report.md, report.html, metrics.json, PNGs")
-    study.add_argument("--cache", type=Path, default=Path(".cache/features"),
-                       help="feature cache (default .cache/features)")
     study.add_argument("--text-model", default="minilm",
                        help="minilm (packaged) or a local Hugging Face BERT directory")
     study.add_argument("--resnet18-weights", type=Path,

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.encoders.dual import DualHeads, load_heads
+from engine.encoders.dual import DualHeads, blend_russian, load_heads
 from engine.encoders.gloss import DEFAULT_LEXICON, load_lexicon
-from engine.encoders.towers import l2_normalize
 from training.artifacts import metrics_table, save_artifact
 from training.dual_encoder import (
     Distillation,
@@ -50,6 +49,7 @@ from training.train_command import (
     ParitySet,
     calibration_set,
     dev_russian_report,
+    embed_queries,
     eval_sets,
     evaluate_all,
     parity_sets,
@@ -105,10 +105,13 @@ def vocabulary_distillation(store: FeatureStore, base: DualHeads, text_towers: S
                              axis=1)
     teacher_x = np.concatenate([store.cache.text_features(t, vocabulary)
                                 for t in base.config.text_towers], axis=1)
-    with torch.inference_mode():
-        teacher = base.encode_text_features(torch.from_numpy(teacher_x).float(),
-                                            torch.zeros(len(vocabulary), dtype=torch.bool))
-    return Distillation(features=student, targets=teacher.numpy(), weight=weight)
+    return Distillation(features=student, targets=embed_queries(base, teacher_x, False),
+                        weight=weight)
+
+
+def stored_ru_shift(heads: DualHeads) -> np.ndarray | None:
+    """The heads' Russian→English e5 offset, when they read e5."""
+    return heads.ru_shift.numpy() if "e5" in heads.config.text_towers else None
 
 
 def query_recipe(base: TrainConfig, text_towers: Sequence[str], **text_side: Any) -> TrainConfig:
@@ -164,14 +167,14 @@ def run_train_query_head(*, data_root: Path, base_artifact: Path, out: Path, cac
     store, seed_root, translations = training_data(data_root, cache_dir, translations)
     started = time.perf_counter()
     base = load_heads(base_artifact)
-    base_name = f"{base.config.name}@{base.config.version}"
+    base_name = base.config.identity
     frozen = FrozenImage(head=base.image, name=base_name)
     base_train = base_recipe(base)
 
-    shift = base.ru_shift.numpy() if "e5" in base.config.text_towers else None
     base_sets = eval_sets(store, base_train, seed_root)
     reference = _measure(f"base text head ({'+'.join(base.config.text_towers)}), for reference",
-                         base_train, base, 0, store, base_sets, seed_root, translations, shift)
+                         base_train, base, 0, store, base_sets, seed_root, translations,
+                         stored_ru_shift(base))
 
     labels = list(CANDIDATES) if compare else [DEFAULT_CANDIDATE]
     candidates: list[Candidate] = []
@@ -232,26 +235,18 @@ class RussianReader:
     base: DualHeads
     base_recipe: TrainConfig
 
-    def _embed(self, heads: DualHeads, x: np.ndarray, russian: bool) -> np.ndarray:
-        masked = russian and bool(heads.config.russian_masked)
-        with torch.inference_mode():
-            flags = torch.full((len(x),), masked, dtype=torch.bool)
-            out = heads.encode_text_features(torch.from_numpy(x).float(), flags)
-        return out.numpy()
-
     def english(self, texts: Sequence[str]) -> np.ndarray:
         features = text_query_features(self.store, self.query_recipe, texts, False)
-        return self._embed(self.query, features, False)
+        return embed_queries(self.query, features, False)
 
     def russian(self, texts: Sequence[str], blend: float) -> np.ndarray:
         features = text_query_features(self.store, self.query_recipe, texts, True)
-        query = self._embed(self.query, features, True)
+        query = embed_queries(self.query, features, True)
         if blend >= 1.0:
             return query
-        shift = self.base.ru_shift.numpy() if "e5" in self.base.config.text_towers else None
-        base = self._embed(self.base, text_query_features(
-            self.store, self.base_recipe, texts, True, shift), True)
-        return l2_normalize(blend * query + (1.0 - blend) * base)
+        base = embed_queries(self.base, text_query_features(
+            self.store, self.base_recipe, texts, True, stored_ru_shift(self.base)), True)
+        return blend_russian(query, base, blend)
 
     def _report(self, subset: ParitySet, texts: np.ndarray) -> dict[str, float]:
         with torch.inference_mode():

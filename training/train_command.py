@@ -123,13 +123,22 @@ def text_query_features(store: FeatureStore, config: TrainConfig, texts: Sequenc
     return np.concatenate(blocks, axis=1)
 
 
-def _rank_queries(heads: DualHeads, image_x: np.ndarray, text_x: np.ndarray,
-                  targets: np.ndarray, russian: bool) -> dict[str, float]:
+def embed_queries(heads: DualHeads, text_x: np.ndarray, russian: bool) -> np.ndarray:
+    """Unit text vectors from `text_query_features` output, Russian blocks masked as the
+    heads ask (what `DualEncoder` serves for the same texts)."""
     masked = russian and bool(heads.config.russian_masked)
     with torch.inference_mode():
-        image = heads.image(torch.from_numpy(image_x).float()).numpy()
         flags = torch.full((len(text_x),), masked, dtype=torch.bool)
-        text = heads.encode_text_features(torch.from_numpy(text_x).float(), flags).numpy()
+        text: np.ndarray = heads.encode_text_features(torch.from_numpy(text_x).float(),
+                                                      flags).numpy()
+    return text
+
+
+def _rank_queries(heads: DualHeads, image_x: np.ndarray, text_x: np.ndarray,
+                  targets: np.ndarray, russian: bool) -> dict[str, float]:
+    with torch.inference_mode():
+        image = heads.image(torch.from_numpy(image_x).float()).numpy()
+    text = embed_queries(heads, text_x, russian)
     return retrieval_report(target_ranks(text @ image.T, targets))
 
 

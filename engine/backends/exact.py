@@ -8,6 +8,7 @@ Exclusions set excluded scores to -inf on the score vector, never touching the m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -48,9 +49,9 @@ def scores_of(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     """
     query = np.asarray(query, dtype=np.float32)
     if matrix.dtype == np.float32:
-        if len(matrix) >= SINGLE_THREAD_ROWS:
-            return np.asarray(matrix @ query)
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        threads = (contextlib.nullcontext() if len(matrix) >= SINGLE_THREAD_ROWS
+                   else _blas_controller().limit(limits=1, user_api="blas"))
+        with threads:
             return np.asarray(matrix @ query)
     import torch
 

@@ -63,9 +63,8 @@ def _query_head_dir(artifact: Path, query_head: str) -> Path | None:
     if query_head == DEFAULT_QUERY_HEAD:
         if not PACKAGED.is_dir():
             return None
-        base = read_config(artifact)
         packaged_for = read_config(PACKAGED).image_space
-        return PACKAGED if packaged_for == f"{base.name}@{base.version}" else None
+        return PACKAGED if packaged_for == read_config(artifact).identity else None
     path = Path(query_head)
     if not path.is_dir():
         raise ModelSpecError(f"query-head artifact directory not found: {path}")

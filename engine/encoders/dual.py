@@ -82,6 +82,11 @@ class DualConfig:
         return str(self.extra.get("russian", "mask"))
 
     @property
+    def identity(self) -> str:
+        """`name@version`: what indexes, detectors and logs record."""
+        return f"{self.name}@{self.version}"
+
+    @property
     def image_space(self) -> str | None:
         """For a query-head artifact: the `name@version` of the base whose image head it was
         trained against; None for a complete dual encoder."""
@@ -209,7 +214,7 @@ class DualEncoder:
         self._gloss_lexicons = (DEFAULT_LEXICON, *gloss_lexicons)
         self._text_towers: dict[str, MiniLMTower | E5Tower] = {}
         self._towers_lock = threading.Lock()
-        # Encode a query's text towers concurrently (see `text_features`).
+        # Encode a query's text towers concurrently (see `_tower_blocks`).
         self.parallel_towers = True
 
     @cached_property
@@ -218,7 +223,7 @@ class DualEncoder:
 
     @property
     def name(self) -> str:
-        return f"{self.config.name}@{self.config.version}"
+        return self.config.identity
 
     @property
     def text_model(self) -> str:
@@ -226,8 +231,7 @@ class DualEncoder:
         (recorded with every text search, so a logged result names both)."""
         if self.query_heads is None:
             return self.name
-        query = self.query_heads.config
-        return f"{self.name}+{query.name}@{query.version}"
+        return f"{self.name}+{self.query_heads.config.identity}"
 
     @property
     def dim(self) -> int:
@@ -350,8 +354,14 @@ class DualEncoder:
         blocks = self._tower_blocks(texts, russian, names, gloss)
         out = self._project(self.text_heads, blocks, russian)
         full = self._project(self.heads, blocks, russian)
-        out[russian] = l2_normalize(blend * out[russian] + (1.0 - blend) * full[russian])
+        out[russian] = blend_russian(out[russian], full[russian], blend)
         return out
+
+
+def blend_russian(query: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
+    """A Russian query's vector: `weight` of the query head's, the rest of the base head's,
+    renormalised (the engine serves this; training chooses `weight` with it)."""
+    return l2_normalize(weight * query + (1.0 - weight) * base)
 
 
 def _resize_batch(pixels: np.ndarray, size: int) -> np.ndarray:
