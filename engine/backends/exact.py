@@ -4,6 +4,11 @@ The default, and the reference every other backend is measured against. The matr
 generation's `embeddings.npy`, memory-mapped (float32, or float16 to halve memory and disk;
 float16 rows are widened a block at a time, so a query never copies the whole matrix).
 Exclusions set excluded scores to -inf on the score vector, never touching the matrix.
+
+From `HALF_SCAN_ROWS` rows on, a query first scores a float16 copy of the matrix in torch
+(memory-bound: half the bytes, and torch's float16 matrix-vector kernel is fast here), then
+re-scores in float32 every row that could reach the top k. Results, scores and withheld
+counts are those of the float32 scan; at 100k rows it takes ~2 ms instead of ~10.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ BLOCK_ROWS = 8192  # float16 → float32 conversion block: 8k × 256 × 4 B = 8 
 
 # Below this many rows the float32 scan runs on one BLAS thread (see `scores_of`).
 SINGLE_THREAD_ROWS = 250_000
+# From this many rows on the exact backend pre-scores a float16 copy (see `HalfPrecisionScan`).
+HALF_SCAN_ROWS = 20_000
+# Bound on |float16 score - float32 score| for unit vectors, doubled for safety: rounding the
+# query and a row to float16 each moves the product by at most 2^-11 (torch accumulates in
+# float32; the largest error measured over 100k rows was 1.6e-4).
+HALF_SCORE_ERROR = 2e-3
 
 
 @functools.cache
@@ -97,6 +108,53 @@ def rank_scores(raw: np.ndarray, k: int, exclude: np.ndarray | None) -> Ranking:
     return Ranking(ranked, withheld)
 
 
+class HalfPrecisionScan:
+    """Exact top-k over a large matrix at the cost of a float16 scan.
+
+    Every row is scored against a float16 copy of the matrix (built once, half the float32
+    size). A row's float16 score is within `error` of its float32 score, so only rows whose
+    float16 score is within twice that of the k-th best allowed one can be in the top k or
+    count as withheld above it; those few rows are re-scored from the stored matrix and the
+    ranking is made from exact scores. Other rows keep float16 scores that lie below every
+    returned row either way.
+    """
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        import torch
+
+        self.matrix = matrix
+        rows = np.asarray(matrix)
+        with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+            warnings.simplefilter("ignore", UserWarning)
+            stored = torch.from_numpy(rows)
+        self.half = stored if rows.dtype == np.float16 else torch.cat(
+            [stored[start:start + BLOCK_ROWS].half()
+             for start in range(0, len(rows), BLOCK_ROWS)])
+        self.row_norm = max((float(self.half[start:start + BLOCK_ROWS].float().norm(dim=1).max())
+                             for start in range(0, len(rows), BLOCK_ROWS)), default=0.0)
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Approximate scores of every row (float32 vector)."""
+        import torch
+
+        with torch.inference_mode():
+            vector = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).half()
+            return torch.mv(self.half, vector).float().numpy()
+
+    def ranked(self, query: np.ndarray, k: int, exclude: np.ndarray | None) -> Ranking:
+        query = np.asarray(query, dtype=np.float32)
+        scores = self.scores(query)
+        allowed = scores if exclude is None else np.where(exclude, -np.inf, scores)
+        take = min(k, len(scores))
+        kth = float(np.partition(allowed, len(allowed) - take)[len(allowed) - take])
+        margin = 2 * HALF_SCORE_ERROR * float(np.linalg.norm(query)) * max(self.row_norm, 1.0)
+        if not np.isfinite(kth):  # fewer than k allowed rows: every row matters
+            return rank_scores(scores_of(self.matrix, query), k, exclude)
+        band = np.flatnonzero(scores >= kth - margin)
+        scores[band] = np.asarray(self.matrix[band], dtype=np.float32) @ query
+        return rank_scores(scores, k, exclude)
+
+
 class ExactBackend:
     """Scans every row; exact by construction, O(N·dim) per query."""
 
@@ -105,9 +163,15 @@ class ExactBackend:
     def __init__(self, index: PhotoIndex) -> None:
         self.index = index
 
+    @functools.cached_property
+    def _half_scan(self) -> HalfPrecisionScan:
+        return HalfPrecisionScan(self.index.embeddings)
+
     def ranked(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Ranking:
         if len(self.index) == 0 or k <= 0:
             return Ranking([], 0)
+        if len(self.index) >= HALF_SCAN_ROWS:
+            return self._half_scan.ranked(query, k, exclude)
         return rank_scores(scores_of(self.index.embeddings, query), k, exclude)
 
     def close(self) -> None:

@@ -160,3 +160,50 @@ def test_float32_scan_gives_the_same_scores_on_one_or_all_blas_threads(
     assert single.dtype == threaded.dtype == np.float32
     np.testing.assert_allclose(single, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(threaded, expected, rtol=1e-4, atol=1e-4)
+
+
+def _float64_ranking(matrix: np.ndarray, query: np.ndarray, k: int,
+                     exclude: np.ndarray | None) -> tuple[list[int], int]:
+    """Reference top-k rows and withheld count, in float64, written independently."""
+    scores = matrix.astype(np.float64) @ query.astype(np.float64)
+    allowed = np.flatnonzero(~exclude) if exclude is not None else np.arange(len(scores))
+    top = allowed[np.argsort(-scores[allowed], kind="stable")[:k]]
+    if exclude is None:
+        return top.tolist(), 0
+    excluded = scores[exclude]
+    withheld = (len(excluded) if len(top) < k
+                else int(np.count_nonzero(excluded >= scores[top[-1]])))
+    return top.tolist(), withheld
+
+
+@pytest.mark.parametrize("stored", [np.float32, np.float16])
+def test_large_exact_scan_prescored_in_float16_stays_exact(stored: type) -> None:
+    """From HALF_SCAN_ROWS rows on, the exact backend pre-scores a float16 copy and re-scores
+    the rows near the k-th in float32: the rows, their order, their scores and the withheld
+    counts must be those of a full-precision scan, with near-duplicate rows (the hard case
+    for float16) and with most rows excluded."""
+    from engine.backends.exact import HALF_SCAN_ROWS
+
+    rng = np.random.default_rng(7)
+    base = _unit_rows(500, 64, seed=7)
+    matrix = np.concatenate([base] * (HALF_SCAN_ROWS // 500 + 1))
+    matrix = matrix + rng.normal(0, 0.002, size=matrix.shape).astype(np.float32)
+    matrix = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(stored)
+    paths = [f"p{i:06d}.jpg" for i in range(len(matrix))]
+    root = Path(__file__).parent  # unused by the backend: the index is built in memory
+    index = PhotoIndex(root, root, _manifest(paths, 64), matrix)
+    backend = ExactBackend(index)
+    assert len(index) >= HALF_SCAN_ROWS
+    for trial in range(12):
+        query = base[trial] if trial % 3 == 0 else _unit_rows(1, 64, seed=100 + trial)[0]
+        exclude = rng.random(len(matrix)) < 0.85 if trial % 2 else None
+        for k in (1, 10, 50):
+            ranking = backend.ranked(query, k, exclude)
+            rows, withheld = _float64_ranking(matrix.astype(np.float32), query, k, exclude)
+            got = [r.row for r in ranking.rows]
+            reference = matrix.astype(np.float64) @ query.astype(np.float64)
+            # Rows whose float64 scores tie within float32 rounding may swap places.
+            np.testing.assert_allclose([r.score for r in ranking.rows], reference[got],
+                                       atol=1e-5)
+            np.testing.assert_allclose(reference[got], reference[rows], atol=1e-5)
+            assert ranking.withheld == withheld
