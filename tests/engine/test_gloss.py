@@ -66,3 +66,39 @@ def test_packaged_lexicon_is_large_and_folded() -> None:
     assert len(lexicon) > 3000
     assert all("ё" not in word for word in lexicon)
     assert lexicon["собака"] == "dog" and lexicon["закат"] == "sunset"
+
+
+def test_phrases_gloss_as_one_meaning(tmp_path: Path) -> None:
+    """Several-word lexicon rows match the lemmas of consecutive words, longest first, and a
+    noun phrase keeps its number; a phrase led by a verb or a preposition does not."""
+    glosser = RussianGlosser()
+    assert glosser.gloss("Два воздушных змея в небе") == "two kites in sky"
+    assert glosser.gloss("воздушный змей") == "kite"
+    assert glosser.gloss("Белые медведи") == "polar bears"
+    assert glosser.gloss("мальчик на заднем плане") == "boy in the background"
+    assert glosser.gloss("позируют для фотографии") == "posing for a picture"
+    extra = tmp_path / "phrases.tsv"
+    extra.write_text("ru\ten\nшвейный машинка\tsewing machine\nмашинка\ttoy car\n"
+                     "старый швейный машинка\tantique sewing machine\n", encoding="utf-8")
+    admin = RussianGlosser((Path(__file__).parents[2] / "engine/encoders/lexicon/ru_en.tsv",
+                            extra))
+    assert admin.gloss("швейная машинка") == "sewing machine"
+    assert admin.gloss("старой швейной машинкой") == "antique sewing machine"
+    assert admin.gloss("швейными машинками") == "sewing machines"
+    assert admin.gloss("машинка") == "toy car"
+
+
+def test_word_readings_that_depend_on_form() -> None:
+    """Ties between parses go to the non-noun ("синей" is blue, not the noun "синь"); "с"
+    before a genitive is "from"; a present-tense verb reads as the -ing form captions use."""
+    from engine.encoders.gloss import english_ing
+
+    glosser = RussianGlosser()
+    assert glosser.gloss("в синей футболке") == glosser.gloss("в синюю футболку")
+    assert "blues" not in glosser.gloss("в синей футболке")
+    assert glosser.gloss("прыгает со скамейки") == "jumping from bench"
+    assert glosser.gloss("с собакой") == "with dog"
+    assert glosser.gloss("Собака ловит мяч") == "dog catching ball"
+    cases = {"catch": "catching", "hit": "hitting", "make": "making", "see": "seeing",
+             "tie": "tying", "open": "opening", "turn": "turning"}
+    assert {verb: english_ing(verb) for verb in cases} == cases
