@@ -168,7 +168,7 @@ def build_services(settings: BotSettings) -> BotServices:
             spec = str(existing.manifest.get("model_spec") or DEFAULT_MODEL_SPEC)
         log.info("loading model %s", spec)
         engine_settings = EngineSettings()
-        encoder = load_encoder(spec, engine_settings.query_head)
+        encoder = load_encoder(spec, engine_settings.query_head, engine_settings.russian_e5)
         child_filter = child_filter_from_settings(engine_settings, encoder.name, lambda: encoder)
         if existing is None and settings.photos_dir is not None:
             _build_index(settings.photos_dir, index_dir, encoder, spec,

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what embeds the queries of a dual encoder: default (the packaged "
                              "MiniLM query head), full (MiniLM+e5) or an artifact directory "
                              "(default ENGINE_QUERY_HEAD=default)")
+    search.add_argument("--russian-e5", action="store_true", default=None,
+                        help="Russian queries also read e5 and blend in the model's own text "
+                             "head (slower; default ENGINE_RUSSIAN_E5=false)")
     search.add_argument("--backend", choices=BACKENDS,
                         help="how to search the vectors (default ENGINE_INDEX_BACKEND=exact)")
     search.add_argument("--rerank", type=Path,
@@ -197,7 +200,8 @@ def run_search(args: argparse.Namespace, settings: EngineSettings) -> int:
 
     index = PhotoIndex.open(args.index_dir)
     encoder = load_encoder(_model_spec(args, settings, args.index_dir),
-                           args.query_head or settings.query_head)
+                           args.query_head or settings.query_head,
+                           settings.russian_e5 if args.russian_e5 is None else args.russian_e5)
     index.require_model(encoder.name)
     if args.backend:
         settings = settings.model_copy(update={"index_backend": args.backend})

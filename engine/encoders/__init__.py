@@ -10,7 +10,7 @@ Specs:
 Query heads (dual encoders only, `query_head`): `default` uses the packaged MiniLM query head
 when it was trained for the chosen base (the packaged base: yes), `full` the base's own text
 head (MiniLM and e5 together: slower, a little more accurate), or a path to a query-head
-artifact.
+artifact. A query head reads Russian through the word gloss alone unless `russian_e5` is set.
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ class ModelSpecError(ValueError):
     """A model spec string that names no usable model."""
 
 
-def load_encoder(spec: str = DEFAULT_MODEL_SPEC, query_head: str = DEFAULT_QUERY_HEAD
-                 ) -> Encoder:
-    """Build the encoder a spec names; raises `ModelSpecError` with what to fix."""
+def load_encoder(spec: str = DEFAULT_MODEL_SPEC, query_head: str = DEFAULT_QUERY_HEAD,
+                 russian_e5: bool = False) -> Encoder:
+    """Build the encoder a spec names; raises `ModelSpecError` with what to fix.
+
+    `russian_e5`: Russian queries through a query head also read e5 and blend in the base's
+    own text head (the weight the query head stores); slower, see `DualEncoder.russian_blend`.
+    """
     from engine.encoders.dual import DEFAULT_ARTIFACT, DualEncoder, ModelArtifactError
     from engine.encoders.openclip import OpenClipEncoder, OpenClipSpecError
 
@@ -43,7 +47,8 @@ def load_encoder(spec: str = DEFAULT_MODEL_SPEC, query_head: str = DEFAULT_QUERY
             artifact = DEFAULT_ARTIFACT if rest in ("", "default") else Path(rest)
             if not artifact.is_dir():
                 raise ModelSpecError(f"dual-encoder artifact directory not found: {artifact}")
-            return DualEncoder(artifact, query_head=_query_head_dir(artifact, query_head))
+            return DualEncoder(artifact, query_head=_query_head_dir(artifact, query_head),
+                               russian_e5=russian_e5)
         if kind == "open_clip":
             arch, weights = _split_open_clip(rest)
             return OpenClipEncoder(arch, weights)

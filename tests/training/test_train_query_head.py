@@ -107,8 +107,9 @@ def _with_blend(query: Path, blend: float, out: Path) -> Path:
 
 def test_russian_queries_blend_in_the_base_head_by_the_stored_weight(
         trained: tuple[Path, Path], tmp_path: Path) -> None:
-    """English reads the query head alone; Russian mixes in the base's own head (its e5 reads
-    the Russian itself) with the weight the artifact stores, chosen on DEV."""
+    """With `russian_e5`, English reads the query head alone; Russian mixes in the base's own
+    head (its e5 reads the Russian itself) with the weight the artifact stores, chosen on DEV.
+    Without it (the default) Russian reads the query head alone, through the gloss."""
     base, query = trained
     metrics = json.loads((query / "metrics.json").read_text())
     assert metrics["russian_blend"] in RUSSIAN_BLENDS
@@ -116,8 +117,15 @@ def test_russian_queries_blend_in_the_base_head_by_the_stored_weight(
     assert "blended with the base's head" in (query / "MODEL_CARD.md").read_text()
 
     texts = ["a red square", "красный квадрат", "синяя точка"]
-    alone = load_encoder(f"dual:{base}", str(_with_blend(query, 1.0, tmp_path / "alone")))
-    mixed = load_encoder(f"dual:{base}", str(_with_blend(query, 0.25, tmp_path / "mixed")))
+    alone = load_encoder(f"dual:{base}", str(_with_blend(query, 1.0, tmp_path / "alone")),
+                         russian_e5=True)
+    stored = _with_blend(query, 0.25, tmp_path / "mixed")
+    mixed = load_encoder(f"dual:{base}", str(stored), russian_e5=True)
+    gloss_only = load_encoder(f"dual:{base}", str(stored))
+    np.testing.assert_allclose(gloss_only.encode_texts(texts), alone.encode_texts(texts),
+                               atol=1e-6)
+    assert text_model_name(mixed).endswith("+e5-ru")
+    assert not text_model_name(gloss_only).endswith("+e5-ru")
     full = load_encoder(f"dual:{base}", FULL_TEXT_HEAD).encode_texts(texts)
     by_alone, by_mixed = alone.encode_texts(texts), mixed.encode_texts(texts)
     np.testing.assert_allclose(by_mixed[0], by_alone[0], atol=1e-6)
