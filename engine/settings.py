@@ -33,7 +33,7 @@ class EngineSettings(BaseSettings):
         default=False,
         description="Russian queries through a query head also read e5 and blend in the "
                     "model's own text head (weight stored with the query head). Off: ~20 ms "
-                    "slower per Russian query on 2 cores, no better on held-out translations.")
+                    "slower per Russian query on 2 cores, about as good on held-out translations.")
     results: int = Field(default=10, ge=1, le=100)
     batch_size: int = Field(default=32, ge=1, le=1024)
     workers: int = Field(default=2, ge=1, le=64)

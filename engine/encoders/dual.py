@@ -286,7 +286,7 @@ class DualEncoder:
         1.0 (no blend: the query head reads the gloss alone) unless `russian_e5` asks for it
         and the query head's artifact stores a weight. Off by default: e5 costs a Russian
         query ~20 ms on two cores (p50 35-39 ms at 100k photos against the 30 ms bar), and on
-        held-out translations the blend gained nothing over the gloss alone.
+        held-out translations it moved R@5 by -0.3 to +0.6 points over the gloss alone.
         """
         if self.query_heads is None or not self.russian_e5:
             return 1.0
