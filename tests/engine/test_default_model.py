@@ -87,6 +87,21 @@ def test_packaged_query_head_embeds_queries_by_default(default_encoder: Encoder,
     assert "train-query-head" in card and default_encoder.name in card
 
 
+def test_russian_queries_read_the_gloss_alone_unless_e5_is_asked_for(
+        default_encoder: Encoder) -> None:
+    """By default no query runs e5 (latency); `russian_e5` blends the base's head, whose e5
+    reads the Russian itself, into Russian queries only."""
+    texts = ["a dog on a beach", "собака на пляже"]
+    plain = default_encoder.encode_texts(texts)
+    assert isinstance(default_encoder, DualEncoder)
+    assert "e5" not in default_encoder._text_towers
+    blended = load_encoder(DEFAULT_MODEL_SPEC, russian_e5=True)
+    both = blended.encode_texts(texts)
+    np.testing.assert_allclose(both[0], plain[0], atol=1e-6)
+    assert float(both[1] @ plain[1]) < 0.999
+    assert text_model_name(blended) == f"{text_model_name(default_encoder)}+e5-ru"
+
+
 def test_both_text_heads_share_the_photo_embeddings(default_encoder: Encoder,
                                                     full_head_encoder: Encoder,
                                                     sample_photos: Path) -> None:
