@@ -111,12 +111,12 @@ def rank_scores(raw: np.ndarray, k: int, exclude: np.ndarray | None) -> Ranking:
 class HalfPrecisionScan:
     """Exact top-k over a large matrix at the cost of a float16 scan.
 
-    Every row is scored against a float16 copy of the matrix (built once, half the float32
-    size). A row's float16 score is within `error` of its float32 score, so only rows whose
-    float16 score is within twice that of the k-th best allowed one can be in the top k or
-    count as withheld above it; those few rows are re-scored from the stored matrix and the
-    ranking is made from exact scores. Other rows keep float16 scores that lie below every
-    returned row either way.
+    Every row is scored against a float16 copy of the matrix (built on the first query, half
+    the float32 size, kept in RAM). A row's float16 score is within `HALF_SCORE_ERROR` (times
+    the norms) of its float32 score, so only rows whose float16 score is within twice that of
+    the k-th best allowed one can be in the top k or count as withheld above it; those few
+    rows are re-scored from the stored matrix and the ranking is made from exact scores.
+    Other rows keep float16 scores that lie below every returned row either way.
     """
 
     def __init__(self, matrix: np.ndarray) -> None:

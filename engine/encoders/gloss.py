@@ -134,7 +134,10 @@ class RussianGlosser:
         entries = load_lexicon(lexicon_paths)
         self.lexicon = {ru: en for ru, en in entries.items() if " " not in ru}
         self.phrases = {tuple(ru.split()): en for ru, en in entries.items() if " " in ru}
-        self._longest_phrase = max((len(p) for p in self.phrases), default=0)
+        # Phrases by their first lemma, longest first: a query word looks at its own few.
+        self._phrases_from: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for phrase, english in sorted(self.phrases.items(), key=lambda item: -len(item[0])):
+            self._phrases_from.setdefault(phrase[0], []).append((phrase, english))
         self._cache: dict[str, GlossWord | None] = {}
         self._lemma_cache: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
@@ -199,14 +202,17 @@ class RussianGlosser:
 
     def _phrase_at(self, tokens: Sequence[str], start: int) -> tuple[int, GlossWord] | None:
         """The longest lexicon phrase starting at `start`: (its length, its gloss)."""
-        longest = min(self._longest_phrase, len(tokens) - start)
-        for size in range(longest, 1, -1):
-            window = [self.lemmas(t) for t in tokens[start:start + size]]
-            for phrase, english in self.phrases.items():
-                if len(phrase) == size and all(w in lemmas for w, lemmas in
-                                               zip(phrase, window, strict=True)):
-                    return size, GlossWord(english, *self._phrase_number(
-                        tokens[start:start + size], phrase[-1]))
+        candidates = sorted((entry for lemma in self.lemmas(tokens[start])
+                             for entry in self._phrases_from.get(lemma, ())),
+                            key=lambda entry: -len(entry[0]))
+        for phrase, english in candidates:
+            size = len(phrase)
+            if start + size <= len(tokens) and all(
+                    word in self.lemmas(token)
+                    for word, token in zip(phrase[1:], tokens[start + 1:start + size],
+                                           strict=True)):
+                return size, GlossWord(english, *self._phrase_number(
+                    tokens[start:start + size], phrase[-1]))
         return None
 
     def _phrase_number(self, words: Sequence[str], head: str) -> tuple[bool, bool]:
