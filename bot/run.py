@@ -262,8 +262,27 @@ class GracefulStop:
             self.loop.call_later(0.1, self._stop_if_running)
 
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise StopRequested(signal.Signals(signum).name)
+class StartupSignals:
+    """The SIGTERM/SIGINT handler while starting up.
+
+    It raises `StopRequested` wherever the main thread is, and also remembers the signal:
+    a raise can be swallowed before it reaches `main` (a library's bare `except:` around an
+    optional import while the model loads, or a finaliser, where Python only prints an
+    exception). Under load the e2e test once saw a SIGINT lost that way and the bot went on
+    to serve; `check` after start-up stops it anyway.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = signal.Signals(signum).name
+        raise StopRequested(self.requested)
+
+    def check(self) -> None:
+        """Raise `StopRequested` if a signal arrived, whether or not its raise got through."""
+        if self.requested is not None:
+            raise StopRequested(self.requested)
 
 
 def serve(application: BotApplication, settings: BotSettings) -> None:
@@ -320,11 +339,13 @@ def main(*, verbose: bool = False) -> int:
                   "to use long polling", file=sys.stderr)
             return EXIT_USAGE
     configure_logging(settings, verbose=verbose)
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    startup = StartupSignals()
+    previous = {sig: signal.signal(sig, startup) for sig in (signal.SIGTERM, signal.SIGINT)}
     services: BotServices | None = None
     try:
         services = build_services(settings)
         application = build_application(settings, services)
+        startup.check()
         serve(application, settings)
     except StopRequested as stop:
         log.info("%s during start-up: stopped", stop)

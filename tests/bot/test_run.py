@@ -1,15 +1,19 @@
-"""The bot's start-up pieces that need no network: log redaction, settings, admin arguments."""
+"""The bot's start-up pieces that need no network: log redaction, settings, admin arguments,
+start-up signals."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 from bot.handlers.admin import ArgumentProblem, parse_admin_args
-from bot.run import RedactingFormatter, configure_logging
+from bot.run import RedactingFormatter, StartupSignals, StopRequested, configure_logging
 from bot.settings import BotSettings
 
 TOKEN = "123456:SECRET-token"
@@ -82,3 +86,19 @@ def test_admin_arguments() -> None:
         assert problem.value.key == key
     with pytest.raises(ArgumentProblem):
         parse_admin_args(["queries"], "stats", tables=False)
+
+
+def test_a_start_up_signal_counts_even_when_its_raise_is_swallowed() -> None:
+    """A real SIGINT lands while a library's bare `except:` runs (as during a model import):
+    the raise is lost there, but the bot's check after start-up still stops it."""
+    startup = StartupSignals()
+    startup.check()  # nothing arrived: no stop
+    previous = signal.signal(signal.SIGINT, startup)
+    try:
+        with contextlib.suppress(BaseException):  # what a careless library's `except:` does
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs as soon as this returns
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert startup.requested == "SIGINT"
+    with pytest.raises(StopRequested, match="SIGINT"):
+        startup.check()
