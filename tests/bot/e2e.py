@@ -178,12 +178,18 @@ class BotProcess:
         """SIGTERM, then the exit code (killing it if it does not stop in time)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout, "SIGTERM")
+
+    def wait_exit(self, timeout: float, after: str) -> int:
+        """The exit code; a bot still running after `timeout` is killed (never left polling
+        behind the test) and the test fails with its log."""
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-            raise AssertionError(f"bot ignored SIGTERM for {timeout} s:\n{self.log()}") from None
+            raise AssertionError(f"bot still running {timeout} s after {after}:\n"
+                                 f"{self.log()}") from None
 
 
 def wait_for(client: StandInClient, chat_id: int, count: int, timeout: float = REPLY_TIMEOUT,

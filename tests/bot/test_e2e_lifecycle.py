@@ -83,7 +83,7 @@ def test_sigterm_finishes_updates_in_flight_then_exits_0(
         sent = [client.send_text(user, f"a lighthouse {n}") for n in range(3)]
         client.wait_until(lambda: all(client.delivered_at(user.id, m) for m in sent), 30)
         bot.process.send_signal(signal.SIGTERM)
-        code = bot.process.wait(60)
+        code = bot.wait_exit(60, "SIGTERM")
         log = bot.log()
         assert code == 0, log
         messages = settle(client, user.id, quiet=0.3)
@@ -110,7 +110,7 @@ def test_sigint_during_start_up_exits_0(tmp_path: Path, collection: Collection) 
         while "loading model" not in bot.log() and time.monotonic() < deadline:
             time.sleep(0.05)
         bot.process.send_signal(signal.SIGINT)
-        assert bot.process.wait(60) == 0, bot.log()
+        assert bot.wait_exit(60, "SIGINT during start-up") == 0, bot.log()
 
 
 @pytest.mark.skipif(
