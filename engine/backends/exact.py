@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.backends.base import RankedRow, Ranking
+from engine.backends.base import RankedRow, Ranking, ranking_from_candidates
 
 if TYPE_CHECKING:
     from engine.index import PhotoIndex
@@ -115,8 +115,8 @@ class HalfPrecisionScan:
     the float32 size, kept in RAM). A row's float16 score is within `HALF_SCORE_ERROR` (times
     the norms) of its float32 score, so only rows whose float16 score is within twice that of
     the k-th best allowed one can be in the top k or count as withheld above it; those few
-    rows are re-scored from the stored matrix and the ranking is made from exact scores.
-    Other rows keep float16 scores that lie below every returned row either way.
+    rows are re-scored from the stored matrix and ranked alone (as an ANN's candidates are):
+    every other row lies below every returned row either way.
     """
 
     def __init__(self, matrix: np.ndarray) -> None:
@@ -153,8 +153,14 @@ class HalfPrecisionScan:
         if not np.isfinite(kth):  # fewer than k allowed rows: every row matters
             return rank_scores(scores_of(self.matrix, query), k, exclude)
         band = np.flatnonzero(scores >= kth - margin)
-        scores[band] = np.asarray(self.matrix[band], dtype=np.float32) @ query
-        return rank_scores(scores, k, exclude)
+        exact = np.asarray(self.matrix[band], dtype=np.float32) @ query
+        order = np.argsort(-exact, kind="stable")
+        # The band holds every row that can be returned or withheld above the last one, and at
+        # least k allowed rows: ranking it alone is ranking the whole matrix.
+        ranking = ranking_from_candidates(band[order], exact[order], k, exclude,
+                                          exhaustive=True)
+        assert ranking is not None  # exhaustive: never asks for more candidates
+        return ranking
 
 
 class ExactBackend:
