@@ -27,6 +27,7 @@ from engine.moderation import (
     ModerationError,
     normalize_photo,
     read_overrides,
+    review_queue,
     set_decision,
 )
 from engine.search import QueryError, SearchEngine, SearchResult, validate_query
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine")
 
 BACKENDS = ("exact", "hnsw", "milvus")
+REVIEW_LIMIT = 200  # thumbnails on one review page: enough for a sitting, a page that opens fast
 
 
 class UsageError(Exception):
@@ -102,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--clear", nargs="+", metavar="PHOTO",
                         help="remove the override: the detector decides again")
     action.add_argument("--list", action="store_true", help="print the overrides")
+    action.add_argument("--review", type=Path, metavar="HTML",
+                        help="write a page of the photos the detector hides that nobody has "
+                             "reviewed yet, least certain first, with tick boxes that build "
+                             "the --allow command")
     moderate.add_argument("--note", default="", help="why (kept in the CSV)")
+    moderate.add_argument("--limit", type=int, default=REVIEW_LIMIT,
+                          help=f"photos on the review page (default {REVIEW_LIMIT})")
+    moderate.add_argument("--model", help="model spec (default: the index's model; only the "
+                                          "zero-shot filter loads it)")
     return parser
 
 
@@ -277,25 +287,62 @@ def _child_filter(settings: EngineSettings, encoder: Encoder) -> ChildFilter:
     return child_filter_from_settings(settings, encoder.name, lambda: encoder)
 
 
+def _index_filter(args: argparse.Namespace, settings: EngineSettings, index: PhotoIndex
+                  ) -> ChildFilter:
+    """The configured child filter for an open index; the model is loaded only when the
+    zero-shot fallback needs its text side."""
+    spec = _model_spec(args, settings, args.index_dir)
+
+    def encoder() -> Encoder:
+        loaded = load_encoder(spec)
+        index.require_model(loaded.name)
+        return loaded
+
+    return child_filter_from_settings(settings, index.model, encoder)
+
+
 def run_reflag(args: argparse.Namespace, settings: EngineSettings) -> int:
     """Re-score every photo from its stored embedding under the configured detector."""
     if not args.index_dir.is_dir():
         raise UsageError(f"index directory does not exist: {args.index_dir}")
     index = PhotoIndex.open(args.index_dir)
-    spec = _model_spec(args, settings, args.index_dir)
-
-    def encoder() -> Encoder:  # only the zero-shot fallback needs the model (its text side)
-        loaded = load_encoder(spec)
-        index.require_model(loaded.name)
-        return loaded
-
-    child_filter = child_filter_from_settings(settings, index.model, encoder)
+    child_filter = _index_filter(args, settings, index)
     report = reflag_index(args.index_dir, child_filter)
     before = "unknown" if report.flagged_before is None else str(report.flagged_before)
     state = "re-flagged" if report.written else "already flagged by this filter"
     print(f"index {args.index_dir}: {state}: {report.flagged} of {report.total} photos flagged "
           f"by {child_filter.version} (before: {before}; {report.newly_flagged} newly "
           f"flagged, {report.unflagged} no longer flagged)")
+    return 0
+
+
+def run_review(args: argparse.Namespace, settings: EngineSettings) -> int:
+    """Write the review page of photos hidden by the detector alone, least certain first."""
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    index = PhotoIndex.open(args.index_dir)
+    child_filter = _index_filter(args, settings, index)
+    if not child_filter.enabled:
+        raise UsageError("the child filter is off (ENGINE_CHILD_FILTER=off): nothing is "
+                         "hidden by a detector, so there is nothing to review")
+    scores = index.child_scores(child_filter)
+    queue = review_queue(scores, child_filter.flags(scores), index.paths, index.signatures(),
+                         read_overrides(args.index_dir))
+    shown = queue.pending[:args.limit]
+    from engine.contact_sheet import render_review_sheet
+
+    summary = (f"{len(queue.pending)} of {len(index)} photos are hidden by "
+               f"{child_filter.version} and await review ({queue.flagged} flagged; moderators "
+               f"allowed {queue.allowed} and blocked {queue.blocked} of them). This page shows "
+               f"{len(shown)}.")
+    try:
+        args.review.parent.mkdir(parents=True, exist_ok=True)
+        args.review.write_text(render_review_sheet(shown, index.photo_dir, args.index_dir,
+                                                   summary), encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write the review page {args.review}: {error}") from None
+    print(summary)
+    print(f"Review page: {args.review}")
     return 0
 
 
@@ -314,10 +361,11 @@ def _photo_key(photo: str, index: PhotoIndex | None) -> str:
 
 def run_moderate(args: argparse.Namespace, settings: EngineSettings) -> int:
     """Record overrides in INDEX_DIR/moderation.csv (they outlive re-indexing)."""
-    del settings
     root: Path = args.index_dir
     if not root.is_dir():
         raise UsageError(f"index directory does not exist: {root}")
+    if args.review is not None:
+        return run_review(args, settings)
     if args.list:
         for item in read_overrides(root).items:
             note = f"  # {item.note}" if item.note else ""

@@ -19,7 +19,8 @@ see. With ~40% of photos positive and ~70% hidden at that recall, the few missed
 large share of the few photos left: on 100-photo DEV collections (the seed's size) about 4-5%
 of the photos shown in a top-10 were children. So the threshold is the highest one (least
 hidden) that keeps both: recall >= `min_recall`, and a simulated leak rate <= `leak_target`
-(the customer's bar is 1%; the default target is half of it, as the seed is one sample). The
+(the customer's bar is 1%; the default target is a tenth of it: at half of it the
+detector missed one of the seed's 44 child photos, see `training/cli.py`). The
 simulation draws `samples` 100-photo collections, asks each photo's non-refused captions as
 queries and counts child photos among the top-10 allowed photos. DEV alone is too small for
 that tail (~350 positives: no miss among them still allows a ~0.9% miss rate), so TRAIN photos

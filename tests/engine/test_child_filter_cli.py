@@ -8,6 +8,7 @@ every command loads the same weights, and the detector is tied to that model's n
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from engine.child_filter import ChildDetector
 from engine.cli import main
 from engine.encoders import load_encoder
 from engine.encoders.base import encode_images
+from engine.index import PhotoIndex
 from engine.moderation import moderation_path
 from tests.engine.test_child_filter import single_out
 
@@ -121,3 +123,48 @@ def test_a_detector_for_another_model_is_refused_by_name(
     assert main(["index", str(photo_dir), "--index", str(tmp_path / "i"), "--model",
                  tiny_spec, "--quiet"]) == 2
     assert "trained for encoder 'dual-default@9'" in capsys.readouterr().err
+
+
+def test_review_page_lists_hidden_photos_until_a_moderator_decides(
+        tiny_spec: str, detector_dir: Path, photo_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ENGINE_CHILD_DETECTOR", str(detector_dir))
+    monkeypatch.setenv("ENGINE_CHILD_THRESHOLD", "0")  # hides all, like photos unlike Flickr
+    index = tmp_path / "idx"
+    assert main(["index", str(photo_dir), "--index", str(index), "--model", tiny_spec,
+                 "--quiet"]) == 0
+    stored = PhotoIndex.open(index)
+    assert stored.stored_scores is not None
+    score = dict(zip(stored.paths, stored.stored_scores.tolist(), strict=True))
+    least_certain_first = sorted(stored.paths, key=lambda p: (score[p], p))
+
+    page = tmp_path / "review" / "page.html"
+    capsys.readouterr()
+    assert main(["moderate", "--index", str(index), "--review", str(page), "--limit", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 photos are hidden by test-detector@1>=0.0000 and await review" in out
+    assert "This page shows 4." in out and str(page) in out
+    html = page.read_text(encoding="utf-8")
+    assert re.findall(r"value='([^']*)'", html) == least_certain_first[:4]
+    assert html.count("<img src='data:image/jpeg;base64,") == 4
+
+    # A decided photo leaves the page; the summary counts it.
+    assert main(["moderate", "--index", str(index), "--allow", least_certain_first[0]]) == 0
+    assert main(["moderate", "--index", str(index), "--block", least_certain_first[1]]) == 0
+    capsys.readouterr()
+    assert main(["moderate", "--index", str(index), "--review", str(page)]) == 0
+    assert ("4 of 6 photos are hidden by test-detector@1>=0.0000 and await review (6 flagged; "
+            "moderators allowed 1 and blocked 1 of them)") in capsys.readouterr().out
+    assert re.findall(r"value='([^']*)'", page.read_text(encoding="utf-8")) == \
+        least_certain_first[2:]
+
+    # User-fixable problems exit 2 with one line, and leave the page as it was.
+    before = page.read_text(encoding="utf-8")
+    assert main(["moderate", "--index", str(index), "--review", str(page), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    assert main(["moderate", "--index", str(tmp_path / "nowhere"), "--review", str(page)]) == 2
+    assert "index directory does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("ENGINE_CHILD_FILTER", "off")
+    assert main(["moderate", "--index", str(index), "--review", str(page)]) == 2
+    assert "the child filter is off" in capsys.readouterr().err
+    assert page.read_text(encoding="utf-8") == before

@@ -22,6 +22,7 @@ from engine.moderation import (
     normalize_photo,
     parse_overrides,
     read_overrides,
+    review_queue,
     set_decision,
 )
 from engine.search import SearchEngine
@@ -77,6 +78,29 @@ def test_an_allow_lapses_when_the_file_changes_a_block_never_does() -> None:
 
 
 # ------------------------------------------------------------------------------ the file
+
+
+def test_review_queue_lists_undecided_flagged_photos_least_certain_first() -> None:
+    scores = np.array([0.9, 0.2, 0.6, 0.05, 0.4], dtype=np.float32)
+    flags = scores >= 0.3  # a, c, e flagged; b and d shown anyway
+    queue = review_queue(scores, flags, PATHS, SIGS, Overrides())
+    assert [(i.photo, round(i.score, 2)) for i in queue.pending] == [
+        ("e.jpg", 0.4), ("c.jpg", 0.6), ("a.jpg", 0.9)]
+    assert (queue.flagged, queue.allowed, queue.blocked) == (3, 0, 0)
+
+    decided = Overrides((Override("a.jpg", "allow", *SIGS["a.jpg"]),  # holds: decided
+                         Override("c.jpg", "block"),
+                         Override("e.jpg", "allow", 1, 2),  # file changed since: due again
+                         Override("b.jpg", "block")))  # not flagged: not counted
+    queue = review_queue(scores, flags, PATHS, SIGS, decided)
+    assert [i.photo for i in queue.pending] == ["e.jpg"]
+    assert (queue.flagged, queue.allowed, queue.blocked) == (3, 1, 1)
+
+
+def test_review_queue_breaks_score_ties_by_path() -> None:
+    scores = np.full(5, 0.5, dtype=np.float32)
+    queue = review_queue(scores, np.ones(5, dtype=bool), PATHS[::-1], SIGS, Overrides())
+    assert [i.photo for i in queue.pending] == PATHS
 
 
 def test_csv_round_trip_and_errors() -> None:
