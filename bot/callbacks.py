@@ -11,6 +11,7 @@ Wire format (ASCII, fields separated by "."):
 
     v.<query>.<page_start>.<page_len>.<rank>.<target>.<sig>   vote button
     m.<query>.<page_start>.<next_rank>.<sig>                 "More ▶" (page: its keyboard)
+    r.<query>.<rank>.<sig>                                   🚫 report: "this shows a child"
     l.<language>                                             language choice (unsigned)
 
 Numbers are base 36; `target` is the vote the press sets: "u" (+1), "d" (-1) or "n" (withdraw),
@@ -68,11 +69,19 @@ class MoreButton:
 
 
 @dataclass(frozen=True)
+class ReportButton:
+    """🚫 on photo `rank` of a query: the user reports that it shows a child."""
+
+    query_id: int
+    rank: int
+
+
+@dataclass(frozen=True)
 class LanguageButton:
     language: Language
 
 
-Button = VoteButton | MoreButton | LanguageButton
+Button = VoteButton | MoreButton | ReportButton | LanguageButton
 
 
 def to_base36(number: int) -> str:
@@ -122,6 +131,8 @@ class CallbackCodec:
                     to_base36(button.rank),
                     _TARGET_CODES[button.target],
                 ]
+            elif isinstance(button, ReportButton):
+                fields = ["r", to_base36(button.query_id), to_base36(button.rank)]
             else:
                 fields = [
                     "m",
@@ -148,13 +159,18 @@ class CallbackCodec:
         if kind == "l" and len(fields) == 2 and fields[1] in LANGUAGES:
             language: Language = "ru" if fields[1] == "ru" else "en"
             return LanguageButton(language)
-        if (kind, len(fields)) not in (("v", 7), ("m", 5)):
+        if (kind, len(fields)) not in (("v", 7), ("m", 5), ("r", 4)):
             raise CallbackDataError(f"unknown callback data {data[:20]!r}")
         payload, signature = ".".join(fields[:-1]), fields[-1]
         if not hmac.compare_digest(signature, self._sign(user_id, payload)):
             raise ForgedCallbackError("callback signature does not match this user")
         numbers = fields[1:-2] if kind == "v" else fields[1:-1]
         values = [from_base36(part) for part in numbers]
+        if kind == "r":
+            query_id, rank = values
+            if rank < 1:
+                raise CallbackDataError("report rank out of range")
+            return ReportButton(query_id, rank)
         if kind == "m":
             query_id, page_start, next_rank = values
             if not 1 <= page_start < next_rank:

@@ -51,13 +51,15 @@ _EN: Final[dict[str, str]] = {
         "• Or send a photo: I will find photos that look like it.\n"
         "• Under each album, press 👍 or 👎 for a photo by its number; press it again to take "
         "the vote back. “More ▶” shows the next results.\n"
+        "• If a photo shows a child, press 🚫 with its number: it is hidden from every "
+        "search at once and the admins review it.\n"
         "• Queries about children are refused for legal reasons.\n\n"
         "/language — switch between English and Russian"
     ),
     "help_admin": (
         "Admin commands:\n"
         "/stats [days] — queries, refusals, 👍/👎, latency, top queries\n"
-        "/export [days] [queries|feedback|labels] — the log as CSV (default: queries and "
+        "/export [days] [queries|feedback|labels|reports] — the log as CSV (default: queries and "
         "feedback of the last {days} days)\n"
         "/reindex — update the index from the photo folder"
     ),
@@ -77,7 +79,10 @@ _EN: Final[dict[str, str]] = {
     "results_header": "Photos {first}–{last} for “{query}”.",
     "results_header_one": "Photo {first} for “{query}”.",
     "photo_query_label": "your photo",
-    "rate_prompt": "Rate by number: 👍 good match, 👎 poor match (press again to undo).",
+    "rate_prompt": (
+        "Rate by number: 👍 good match, 👎 poor match (press again to undo); "
+        "🚫 if the photo shows a child."
+    ),
     "more_button": "More ▶",
     "no_more_results": "That was everything I found for this query.",
     "withheld_one": "{count} photo withheld.",
@@ -91,6 +96,15 @@ _EN: Final[dict[str, str]] = {
     "vote_up": "👍 saved for photo {rank}",
     "vote_down": "👎 saved for photo {rank}",
     "vote_cleared": "Vote for photo {rank} withdrawn",
+    "report_done": (
+        "Thank you. Photo {rank} is now hidden from every search; the admins will review it."
+    ),
+    "report_already": "Photo {rank} is already hidden from every search. Thank you.",
+    "report_admin": (
+        "🚫 A user reported a photo as showing a child: {photo} (query {query_id}, photo "
+        "{rank}). It is blocked for every search. Keep the block, or lift it on the server: "
+        "python -m engine moderate --index INDEX_DIR --clear PHOTO"
+    ),
     "button_expired": "This button has expired: send the query again.",
     "button_not_yours": (
         "This button does not work for you: it belongs to another user's results or has "
@@ -158,13 +172,15 @@ _RU: Final[dict[str, str]] = {
         "• Или пришлите фотографию — я найду похожие.\n"
         "• Под каждым альбомом нажмите 👍 или 👎 у номера фотографии; повторное нажатие "
         "отменяет оценку. «Ещё ▶» показывает следующие результаты.\n"
+        "• Если на фотографии ребёнок, нажмите 🚫 у её номера: она сразу скрывается из "
+        "всех поисков, администраторы её проверят.\n"
         "• Запросы о детях отклоняются по требованиям закона.\n\n"
         "/language — переключить язык (English/Русский)"
     ),
     "help_admin": (
         "Команды администратора:\n"
         "/stats [дни] — запросы, отказы, 👍/👎, задержка, частые запросы\n"
-        "/export [дни] [queries|feedback|labels] — журнал в CSV (по умолчанию queries и "
+        "/export [дни] [queries|feedback|labels|reports] — журнал в CSV (по умолчанию queries и "
         "feedback за {days} дней)\n"
         "/reindex — обновить индекс по папке с фотографиями"
     ),
@@ -184,7 +200,10 @@ _RU: Final[dict[str, str]] = {
     "results_header": "Фотографии {first}–{last} по запросу «{query}».",
     "results_header_one": "Фотография {first} по запросу «{query}».",
     "photo_query_label": "ваша фотография",
-    "rate_prompt": "Оцените по номеру: 👍 подходит, 👎 не подходит (повторное нажатие отменяет).",
+    "rate_prompt": (
+        "Оцените по номеру: 👍 подходит, 👎 не подходит (повторное нажатие отменяет); "
+        "🚫 — если на фотографии ребёнок."
+    ),
     "more_button": "Ещё ▶",
     "no_more_results": "Это всё, что нашлось по этому запросу.",
     "withheld_one": "{count} фотография скрыта.",
@@ -201,6 +220,15 @@ _RU: Final[dict[str, str]] = {
     "vote_up": "👍 для фотографии {rank} сохранён",
     "vote_down": "👎 для фотографии {rank} сохранён",
     "vote_cleared": "Оценка фотографии {rank} отменена",
+    "report_done": (
+        "Спасибо. Фотография {rank} скрыта из всех поисков; администраторы её проверят."
+    ),
+    "report_already": "Фотография {rank} уже скрыта из всех поисков. Спасибо.",
+    "report_admin": (
+        "🚫 Пользователь сообщил, что на фотографии ребёнок: {photo} (запрос {query_id}, "
+        "фотография {rank}). Она заблокирована для всех поисков. Оставьте блокировку или "
+        "снимите её на сервере: python -m engine moderate --index INDEX_DIR --clear PHOTO"
+    ),
     "button_expired": "Эта кнопка устарела: отправьте запрос ещё раз.",
     "button_not_yours": (
         "Эта кнопка вам недоступна: она относится к чужим результатам или устарела. "

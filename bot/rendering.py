@@ -15,7 +15,14 @@ from typing import Final, TypeVar
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, PhotoSize
 
-from bot.callbacks import CallbackCodec, LanguageButton, MoreButton, VoteButton, VoteTarget
+from bot.callbacks import (
+    CallbackCodec,
+    LanguageButton,
+    MoreButton,
+    ReportButton,
+    VoteButton,
+    VoteTarget,
+)
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, Language, plural_key, text
 from bot.storage.stats import Stats
 from engine.legal import disclaimer
@@ -25,7 +32,7 @@ MAX_ALBUM: Final = 10
 MAX_CAPTION: Final = 1024
 MAX_MESSAGE: Final = 4096
 MAX_BUTTONS: Final = 100
-PHOTOS_PER_ROW: Final = 2  # two photos' 👍/👎 pairs per keyboard row: 4 buttons
+PHOTOS_PER_ROW: Final = 2  # two photos' 👍/👎/🚫 per keyboard row: 6 buttons (Telegram: 8)
 QUERY_QUOTE_CHARS: Final = 200  # how much of the query the result headers repeat
 QUERY_PHOTO_MIN_SIDE: Final = 320  # smallest side of a photo query worth downloading
 
@@ -115,7 +122,10 @@ def vote_keyboard(
     next_rank: int | None,
     language: Language,
 ) -> InlineKeyboardMarkup:
-    """👍/👎 per photo of one album (by rank), plus "More ▶" when `next_rank` is given.
+    """👍/👎/🚫 per photo of one album (by rank), plus "More ▶" when `next_rank` is given.
+
+    🚫 reports that the photo shows a child (the detector missed it): one tap, because a
+    photo of a child must leave every result at once, not after a dialogue.
 
     `votes` maps rank → the user's current vote (+1/-1); each button carries the vote its
     press sets (pressing the current vote withdraws it), so the keyboard always shows the
@@ -142,7 +152,13 @@ def vote_keyboard(
                     callback_data=codec.encode(button, user_id=user_id),
                 )
             )
-        if len(row) == 2 * PHOTOS_PER_ROW:
+        row.append(
+            InlineKeyboardButton(
+                f"{rank} 🚫",
+                callback_data=codec.encode(ReportButton(query_id, rank), user_id=user_id),
+            )
+        )
+        if len(row) == 3 * PHOTOS_PER_ROW:
             rows.append(row)
             row = []
     if row:

@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.handlers import admin, commands, search, votes
+from bot.handlers import admin, commands, reports, search, votes
 from bot.services import BotContext
 
 BEFORE_GROUP = -1
@@ -61,6 +61,7 @@ def handlers() -> list[BaseHandler[Update, BotContext, object]]:
             filters.UpdateType.EDITED_MESSAGE & filters.ChatType.PRIVATE, commands.on_edited
         ),
         CallbackQueryHandler(votes.on_vote, pattern=r"^v\."),
+        CallbackQueryHandler(reports.on_report, pattern=r"^r\."),
         CallbackQueryHandler(search.on_more, pattern=r"^m\."),
         CallbackQueryHandler(commands.on_language_button, pattern=r"^l\."),
         CallbackQueryHandler(commands.on_stale_button),

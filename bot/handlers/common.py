@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TypeVar
 
 from telegram import CallbackQuery, Message, Update, User
 from telegram.error import BadRequest
 
+from bot.callbacks import (
+    CallbackDataError,
+    ForgedCallbackError,
+    MoreButton,
+    ReportButton,
+    VoteButton,
+)
 from bot.i18n import Language, text
-from bot.services import BotContext
+from bot.services import BotContext, BotServices
 from bot.storage import TelegramUser
+
+PressedButton = TypeVar("PressedButton", VoteButton, MoreButton, ReportButton)
+_BUTTON_NAMES: dict[type, str] = {VoteButton: "vote button", MoreButton: "'more' button",
+                                  ReportButton: "report button"}
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,26 @@ def require_message(update: Update) -> tuple[Message, User]:
     if message is None or user is None:
         raise RuntimeError(f"update {update.update_id} has no message or no sender")
     return message, user
+
+
+async def pressed(services: BotServices, query: CallbackQuery, user: User,
+                  answer: CallbackAnswer, language: Language,
+                  kind: type[PressedButton]) -> PressedButton | None:
+    """The `kind` button behind a press, or None once the user was told why it does nothing:
+    another user's or an altered button (logged), an expired one, or one of another kind."""
+    try:
+        button = services.codec.decode(query.data or "", user_id=user.id)
+    except ForgedCallbackError:
+        log.warning("user %s pressed a %s that is not theirs", user.id, _BUTTON_NAMES[kind])
+        await answer(text(language, "button_not_yours"), alert=True)
+        return None
+    except CallbackDataError:
+        await answer(text(language, "button_expired"), alert=True)
+        return None
+    if not isinstance(button, kind):
+        await answer(text(language, "button_expired"))
+        return None
+    return button
 
 
 def require_callback(update: Update) -> tuple[CallbackQuery, User]:

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.error import BadRequest
 
-from bot.callbacks import CallbackDataError, ForgedCallbackError, MoreButton
+from bot.callbacks import MoreButton
 from bot.handlers.common import (
     CallbackAnswer,
+    pressed,
     require_callback,
     require_message,
     take_turn,
@@ -244,17 +245,8 @@ async def on_more(update: Update, context: BotContext) -> None:
     services = context.services
     language = services.language_of(user)
     try:
-        try:
-            button = services.codec.decode(query.data or "", user_id=user.id)
-        except ForgedCallbackError:
-            log.warning("user %s pressed a 'more' button that is not theirs", user.id)
-            await answer(text(language, "button_not_yours"), alert=True)
-            return
-        except CallbackDataError:
-            await answer(text(language, "button_expired"), alert=True)
-            return
-        if not isinstance(button, MoreButton):
-            await answer(text(language, "button_expired"))
+        button = await pressed(services, query, user, answer, language, MoreButton)
+        if button is None:
             return
         decision = services.throttle.reserve(user.id)
         if not decision.accepted:

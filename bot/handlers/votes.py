@@ -16,14 +16,8 @@ from sqlalchemy.orm import Session
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 
-from bot.callbacks import (
-    CallbackCodec,
-    CallbackDataError,
-    ForgedCallbackError,
-    MoreButton,
-    VoteButton,
-)
-from bot.handlers.common import CallbackAnswer, require_callback
+from bot.callbacks import CallbackCodec, CallbackDataError, MoreButton, VoteButton
+from bot.handlers.common import CallbackAnswer, pressed, require_callback
 from bot.i18n import text
 from bot.rendering import ResultPhoto, same_keyboard, vote_keyboard
 from bot.services import BotContext
@@ -54,17 +48,8 @@ async def on_vote(update: Update, context: BotContext) -> None:
     services = context.services
     language = services.language_of(user)
     try:
-        try:
-            button = services.codec.decode(query.data or "", user_id=user.id)
-        except ForgedCallbackError:
-            log.warning("user %s pressed a vote button that is not theirs", user.id)
-            await answer(text(language, "button_not_yours"), alert=True)
-            return
-        except CallbackDataError:
-            await answer(text(language, "button_expired"), alert=True)
-            return
-        if not isinstance(button, VoteButton):
-            await answer(text(language, "button_expired"))
+        button = await pressed(services, query, user, answer, language, VoteButton)
+        if button is None:
             return
 
         def store(session: Session) -> _Stored:

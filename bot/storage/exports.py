@@ -6,7 +6,8 @@ memory. Rows come out as plain tuples, in a stable order, with real user ids; ps
 them is the exporter's job (`bot.exporting`), which keeps this module free of key handling.
 
 Time windows: `since` is inclusive and `until` exclusive, both aware datetimes. Queries are
-filtered by when they were made, feedback and labels by when the vote was (last) cast.
+filtered by when they were made, feedback and labels by when the vote was (last) cast,
+reports by when the photo was reported.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Double, Select, and_, case, cast, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from bot.storage.models import VOTE_UP, Feedback, Query, ShownPhoto, User
+from bot.storage.models import VOTE_UP, Feedback, Query, Report, ShownPhoto, User
 
 ColumnKind = Literal["int", "float", "str", "bool", "datetime"]
-EXPORT_TABLES = ("queries", "feedback", "labels")
+EXPORT_TABLES = ("queries", "feedback", "labels", "reports")
 DEFAULT_BATCH_SIZE = 5_000
 
 
@@ -95,7 +96,21 @@ LABELS = ExportSpec(
     ),
 )
 
-SPECS = {spec.table: spec for spec in (QUERIES, FEEDBACK, LABELS)}
+# 🚫 presses: which shown photo a user reported as showing a child (the block itself lives in
+# the engine's moderation file).
+REPORTS = ExportSpec(
+    "reports",
+    (
+        ExportColumn("reported_at", "datetime"),
+        ExportColumn("user_id", "int", "user"),
+        ExportColumn("query_id", "int"),
+        ExportColumn("query", "str"),
+        ExportColumn("photo", "str"),
+        ExportColumn("rank", "int"),
+    ),
+)
+
+SPECS = {spec.table: spec for spec in (QUERIES, FEEDBACK, LABELS, REPORTS)}
 
 
 def time_window(
@@ -180,6 +195,21 @@ def export_select(
             )
             .group_by(Query.text, ShownPhoto.photo)
             .order_by(Query.text, ShownPhoto.photo)
+        )
+    if table == "reports":
+        return (
+            select(
+                Report.created_at,
+                Report.user_id,
+                Query.id,
+                Query.text,
+                ShownPhoto.photo,
+                ShownPhoto.rank,
+            )
+            .join(ShownPhoto, ShownPhoto.id == Report.shown_photo_id)
+            .join(Query, Query.id == ShownPhoto.query_id)
+            .where(time_window(Report.created_at, since, until))
+            .order_by(Report.created_at, Report.shown_photo_id, Report.user_id)
         )
     raise ValueError(f"unknown export {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
 

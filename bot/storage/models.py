@@ -1,4 +1,5 @@
-"""The tables of the bot's log: users, queries, the photos shown for them, votes, file ids.
+"""The tables of the bot's log: users, queries, the photos shown for them, votes, reports,
+file ids.
 
 These classes describe the schema; `migrations/` creates it (the test suite proves the two
 agree). Handlers never see these objects: `repository.py` returns plain dataclasses.
@@ -141,6 +142,27 @@ class Feedback(Base):
     vote: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Report(Base):
+    """A user's report that a shown photo shows a child (the 🚫 button).
+
+    The engine's moderation file holds the block that hides the photo; this row records who
+    reported what and when, next to the rest of the log. One row per user per shown photo: a
+    second press changes nothing.
+    """
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        PrimaryKeyConstraint("shown_photo_id", "user_id"),
+        Index(None, "created_at"),
+    )
+
+    shown_photo_id: Mapped[int] = mapped_column(
+        SurrogateKey, ForeignKey("shown_photos.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PhotoFileId(Base):

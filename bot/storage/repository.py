@@ -30,6 +30,7 @@ from bot.storage.models import (
     Feedback,
     PhotoFileId,
     Query,
+    Report,
     ShownPhoto,
     User,
 )
@@ -479,6 +480,45 @@ def get_votes(session: Session, *, user_id: int, query_id: int) -> dict[int, int
         )
     )
     return {row.shown_photo_id: row.vote for row in rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """A stored report: the photo it names (for the moderation block) and whether it is new."""
+
+    shown_photo_id: int
+    photo: str
+    new: bool
+
+
+def report_photo(
+    session: Session, *, user_id: int, query_id: int, rank: int, now: datetime | None = None
+) -> ReportResult:
+    """Record that the user reports photo `rank` of their query `query_id` as showing a child.
+
+    Only the query's owner may report its photos (the photo is named by the log, never by the
+    client). Idempotent: a second press keeps the first row and its time.
+    """
+    row = session.execute(
+        select(ShownPhoto.id, ShownPhoto.photo).where(
+            ShownPhoto.query_id == query_id, ShownPhoto.rank == rank
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownShownPhotoError(f"query {query_id} has no rank {rank}")
+    _check_owner(session, user_id=user_id, shown_photo_id=row.id)
+    stmt = (
+        _dialect_insert(session, Report)
+        .values(shown_photo_id=row.id, user_id=user_id, created_at=now or utcnow())
+        .on_conflict_do_nothing(index_elements=[Report.shown_photo_id, Report.user_id])
+        .returning(Report.user_id)
+    )
+    written = session.execute(stmt).first()
+    return ReportResult(shown_photo_id=row.id, photo=row.photo, new=written is not None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from bot.callbacks import (
     ForgedCallbackError,
     LanguageButton,
     MoreButton,
+    ReportButton,
     VoteButton,
     from_base36,
     to_base36,
@@ -34,6 +35,8 @@ def codec() -> CallbackCodec:
         VoteButton(BIG, 91, 10, 100, -1),
         MoreButton(1, 1, 11),
         MoreButton(BIG, 91, 101),
+        ReportButton(1, 1),
+        ReportButton(BIG, 100),
         LanguageButton("ru"),
         LanguageButton("en"),
     ],
@@ -67,6 +70,24 @@ def test_other_query_more_is_refused(codec: CallbackCodec) -> None:
         codec.decode(forged, user_id=100)
 
 
+@pytest.mark.parametrize("field", [1, 2])
+def test_a_report_cannot_be_moved_to_another_photo_or_user(codec: CallbackCodec,
+                                                           field: int) -> None:
+    data = codec.encode(ReportButton(5, 2), user_id=100)
+    with pytest.raises(ForgedCallbackError):
+        codec.decode(data, user_id=101)
+    parts = data.split(".")
+    parts[field] = to_base36(from_base36(parts[field]) + 1)
+    with pytest.raises(ForgedCallbackError):
+        codec.decode(".".join(parts), user_id=100)
+
+
+def test_signed_report_of_rank_zero_is_refused(codec: CallbackCodec) -> None:
+    payload = "r.1.0"
+    with pytest.raises(CallbackDataError, match="rank"):
+        codec.decode(f"{payload}.{codec._sign(1, payload)}", user_id=1)
+
+
 def test_another_key_makes_buttons_expire(codec: CallbackCodec) -> None:
     data = CallbackCodec(b"x" * 32).encode(MoreButton(5, 1, 11), user_id=100)
     with pytest.raises(ForgedCallbackError):
@@ -76,7 +97,7 @@ def test_another_key_makes_buttons_expire(codec: CallbackCodec) -> None:
 @pytest.mark.parametrize(
     "data",
     ["", "v", "x.1.2", "v.1.1.a.1.u", "m.1.2.3", "l.de", "v.1.1.a.1.u.sig.extra",
-     "v.01.1.a.1.u.AAAAAAAAAAAAAAAA", "é" * 40],
+     "v.01.1.a.1.u.AAAAAAAAAAAAAAAA", "r.1.2", "r.1.2.3.sig", "é" * 40],
 )
 def test_garbage_is_refused(codec: CallbackCodec, data: str) -> None:
     with pytest.raises(CallbackDataError):

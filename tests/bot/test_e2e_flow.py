@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from bot.playground import BotMessage, CallbackAnswer, FakeUser, StandInClient, StandInThread
 from bot.storage import make_engine
 from engine.legal import DISCLAIMER_EN, DISCLAIMER_RU
+from engine.moderation import read_overrides, set_decision
 from engine.search import SearchEngine
 from tests.bot.conftest import Collection
 from tests.bot.e2e import (
@@ -123,7 +124,7 @@ def test_query_vote_change_and_export(harness: Harness, expected: SearchEngine) 
     # The pictures themselves (first uploads, named after the photo), not only the captions.
     assert album.photo_names == [Path(photo).stem + ".jpg" for photo in want]
     assert keyboard.text is not None and query in keyboard.text
-    assert labels(keyboard)[:4] == ["1 👍", "1 👎", "2 👍", "2 👎"]
+    assert labels(keyboard)[:6] == ["1 👍", "1 👎", "1 🚫", "2 👍", "2 👎", "2 🚫"]
 
     query_id = last_query_id(h.database, user.id)
     logged = rows(h.database, "SELECT rank, photo FROM shown_photos WHERE query_id = :q "
@@ -168,6 +169,57 @@ def test_query_vote_change_and_export(harness: Harness, expected: SearchEngine) 
     assert [(row["query"], row["photo"], row["rank"], row["vote"]) for row in mine] == [
         (query, want[1], "2", "-1")
     ]
+
+
+def test_a_reported_photo_leaves_every_result_at_once(
+    harness: Harness, collection: Collection, expected: SearchEngine
+) -> None:
+    h = harness
+    user = FakeUser(id=1041, first_name="Kim", language_code="en")
+    query = "a green boat on a lake"
+    album, keyboard = ask(h, user, query)
+    reported = photos_of(album)[1]
+    query_id = last_query_id(h.database, user.id)
+    h.client.send_text(ADMIN, "/help")  # a bot can only message users who wrote to it
+    admin_before = len(settle(h.client, ADMIN.id))
+    try:
+        answer = press(h, user, keyboard, "2 🚫")
+        assert answer.text == (
+            "Thank you. Photo 2 is now hidden from every search; the admins will review it."
+        )
+        blocks = [o for o in read_overrides(collection.index).items if o.photo == reported]
+        assert [o.decision for o in blocks] == ["block"]
+        assert f"by user {user.id} (query {query_id}, photo 2)" in blocks[0].note
+        assert rows(h.database, "SELECT s.photo, r.user_id FROM reports r JOIN shown_photos s "
+                    "ON s.id = r.shown_photo_id WHERE s.query_id = :q", q=query_id) == [
+            (reported, user.id)]
+        told = wait_new(h.client, ADMIN.id, admin_before, 1)[0]
+        assert told.text is not None and reported in told.text and "--clear" in told.text
+
+        again = press(h, user, keyboard, "2 🚫")  # a second press changes nothing
+        assert again.text == "Photo 2 is already hidden from every search. Thank you."
+        assert rows(h.database, "SELECT count(*) FROM reports r JOIN shown_photos s "
+                    "ON s.id = r.shown_photo_id WHERE s.query_id = :q", q=query_id) == [(1,)]
+        assert len(settle(h.client, ADMIN.id)) == admin_before + 1  # admins told once
+        h.client.send_text(ADMIN, "/export 7 reports")
+        (document,) = wait_new(h.client, ADMIN.id, admin_before + 1, 1)
+        assert (document.document_name or "").startswith("reports-")
+        exported = list(csv.DictReader(io.StringIO(
+            h.client.file_bytes(document.document_file_id or "").decode("utf-8"))))
+        assert [(r["query"], r["photo"], r["rank"]) for r in exported
+                if r["query_id"] == str(query_id)] == [(query, reported, "2")]
+
+        # Another user's search: the photo is gone, the next one takes its place.
+        other = FakeUser(id=1042, first_name="Sam", language_code="en")
+        second_album, _ = ask(h, other, query)
+        now = expected.search(query, k=RESULTS_PER_QUERY)
+        assert reported not in photos_of(second_album)
+        assert photos_of(second_album) == [hit.photo for hit in now.hits]
+        assert now.withheld == 1
+        notice = wait_new(h.client, other.id, 2, 1)[0]
+        assert notice.text is not None and notice.text.startswith("1 photo withheld.")
+    finally:
+        set_decision(collection.index, reported, None)  # the collection is shared
 
 
 def test_refused_query_gets_the_disclaimer_and_no_photos(harness: Harness) -> None:

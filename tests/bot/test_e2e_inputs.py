@@ -234,7 +234,7 @@ def test_reindex_edits_one_message_then_searches_the_new_index(harness: Harness)
         want = [hit.photo for hit in engine.search(query, k=4, offset=4 * page).hits]
         assert photos_of(album) == want
     assert album.method == "sendPhoto" and album.captions == [f"13. {want[0]}"]
-    assert [label for row in keyboard.buttons for label, _ in row] == ["13 👍", "13 👎"]
+    assert [label for row in keyboard.buttons for label, _ in row] == ["13 👍", "13 👎", "13 🚫"]
     before = len(h.client.bot_messages(user.id))
     # The new photo itself, sent as a photo query, comes first: the new index is live.
     h.client.send_photo(user, (h.photos / "new" / "violet.jpg").read_bytes())

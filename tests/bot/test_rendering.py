@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from telegram import PhotoSize
 
-from bot.callbacks import MAX_CALLBACK_BYTES, CallbackCodec, MoreButton, VoteButton
+from bot.callbacks import MAX_CALLBACK_BYTES, CallbackCodec, MoreButton, ReportButton, VoteButton
 from bot.rendering import (
     MAX_CAPTION,
     MAX_MESSAGE,
@@ -75,16 +75,18 @@ def test_vote_keyboard_layout_state_and_targets() -> None:
     markup = vote_keyboard(CODEC, user_id=5, query_id=9, photos=photos, votes={12: 1, 13: -1},
                            next_rank=16, language="en")
     rows = _buttons(markup)
-    assert [len(row) for row in rows] == [4, 4, 2, 1]
+    assert [len(row) for row in rows] == [6, 6, 3, 1]
     labels = [label for row in rows for label, _ in row]
-    assert labels[:6] == ["11 👍", "11 👎", "12 👍 ✓", "12 👎", "13 👍", "13 👎 ✓"]
+    assert labels[:9] == ["11 👍", "11 👎", "11 🚫", "12 👍 ✓", "12 👎", "12 🚫", "13 👍",
+                          "13 👎 ✓", "13 🚫"]
     assert labels[-1] == "More ▶"
     decoded = [CODEC.decode(data, user_id=5) for row in rows for _, data in row]
     assert all(len(data.encode()) <= MAX_CALLBACK_BYTES for row in rows for _, data in row)
     # Pressing the current vote withdraws it; pressing the other sets it.
-    assert decoded[2] == VoteButton(9, 11, 5, 12, None)
-    assert decoded[3] == VoteButton(9, 11, 5, 12, -1)
+    assert decoded[3] == VoteButton(9, 11, 5, 12, None)
+    assert decoded[4] == VoteButton(9, 11, 5, 12, -1)
     assert decoded[0] == VoteButton(9, 11, 5, 11, 1)
+    assert decoded[2] == ReportButton(9, 11) and decoded[14] == ReportButton(9, 15)
     assert decoded[-1] == MoreButton(9, 11, 16)
 
 

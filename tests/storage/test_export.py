@@ -27,7 +27,7 @@ from bot.cli import main
 from bot.exporting.dates import DateArgumentError, parse_bound, parse_window
 from bot.exporting.pseudonym import Pseudonymiser, load_or_create_key
 from bot.exporting.run import infer_format, output_columns
-from bot.storage import TelegramUser, log_query, set_vote, stream_export
+from bot.storage import TelegramUser, log_query, report_photo, set_vote, stream_export
 from bot.storage.database import make_engine, reader
 from bot.storage.exports import SPECS
 from tests.conftest import PYTHON, subprocess_env
@@ -76,6 +76,11 @@ def populate(sessions: Sessions) -> None:
     vote(BOB, p1, 1, T0 + timedelta(days=2, hours=1, minutes=1))  # photo query: not a label
     (d1,) = q(CAROL, "кошка на диване", T0 + timedelta(days=3), ["d.jpg"], language="ru")
     vote(CAROL, d1, -1, T0 + timedelta(days=3, minutes=1))
+    with sessions.begin() as session:  # 🚫 on BOB's second photo of "dog on beach"
+        query_id = session.execute(text("SELECT query_id FROM shown_photos WHERE id = :s"),
+                                   {"s": b2}).scalar_one()
+        report_photo(session, user_id=BOB.id, query_id=query_id, rank=2,
+                     now=T0 + timedelta(days=1, minutes=5))
 
 
 EXPECTED_LABELS = [
@@ -144,7 +149,7 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_export_tables_in_every_format(populated: Sessions, env: Path, fmt: str) -> None:
-    for table in ("queries", "feedback", "labels"):
+    for table in ("queries", "feedback", "labels", "reports"):
         out = env / f"{table}.{fmt}"
         assert main(["export", table, "-o", str(out)]) == 0
         got = read_export(out, fmt)
@@ -174,6 +179,11 @@ def test_export_tables_in_every_format(populated: Sessions, env: Path, fmt: str)
                 ("d.jpg", "-1"),
             ]
             assert normalise(got[0]["voted_at"]) == "2024-05-01T10:01:00+00:00"
+        elif table == "reports":
+            assert [(r["query"], r["photo"], str(r["rank"])) for r in got] == [
+                ("dog on beach", "b.jpg", "2")]
+            assert normalise(got[0]["reported_at"]) == "2024-05-02T10:05:00+00:00"
+            assert str(BOB.id) not in json.dumps(got, default=str)
         else:
             assert [
                 {

@@ -38,7 +38,7 @@ from bot.storage.migrate import (
 from bot.storage.models import Base
 from tests.conftest import PYTHON, REPO_ROOT, sqlite_url, subprocess_env
 
-TABLES = {"users", "queries", "shown_photos", "feedback", "photo_file_ids"}
+TABLES = {"users", "queries", "shown_photos", "feedback", "reports", "photo_file_ids"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[Any]:

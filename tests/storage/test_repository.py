@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +26,12 @@ from bot.storage import (
     get_votes,
     log_query,
     put_file_id,
+    report_photo,
     set_vote,
     toggle_vote,
     upsert_user,
 )
+from bot.storage.models import Report
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ANN = TelegramUser(id=5_000_000_001, username="ann", language="en")
@@ -270,6 +272,29 @@ def test_votes_only_from_the_query_owner(sessions: Sessions) -> None:
         with pytest.raises(ValueError):
             toggle_vote(session, user_id=ANN.id, shown_photo_id=shown, vote=0)
     assert rows(sessions, "SELECT count(*) FROM feedback") == [(0,)]
+
+
+def test_report_photo_is_idempotent_and_owner_only(sessions: Sessions) -> None:
+    logged = log(sessions)
+    second = logged.shown[1]
+    with sessions.begin() as session:
+        first = report_photo(session, user_id=ANN.id, query_id=logged.id, rank=2, now=T0)
+    assert (first.shown_photo_id, first.photo, first.new) == (second.id, second.photo, True)
+    with sessions.begin() as session:
+        again = report_photo(session, user_id=ANN.id, query_id=logged.id, rank=2,
+                             now=T0 + timedelta(seconds=5))
+    assert not again.new
+    assert rows(sessions, "SELECT shown_photo_id, user_id FROM reports") == [(second.id, ANN.id)]
+    with sessions() as session:
+        assert session.execute(select(Report.created_at)).scalar_one() == T0  # the first press
+
+    log(sessions, user=BOB)
+    with sessions.begin() as session:
+        with pytest.raises(NotQueryOwnerError):
+            report_photo(session, user_id=BOB.id, query_id=logged.id, rank=1)
+        with pytest.raises(UnknownShownPhotoError):
+            report_photo(session, user_id=ANN.id, query_id=logged.id, rank=99)
+    assert rows(sessions, "SELECT count(*) FROM reports") == [(1,)]
 
 
 def test_get_votes_for_keyboard(sessions: Sessions) -> None:
