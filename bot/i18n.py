@@ -139,6 +139,7 @@ _EN: Final[dict[str, str]] = {
         "Refused: {refused} ({refused_pct})\n"
         "Photos shown: {shown}\n"
         "Votes: 👍 {up} / 👎 {down} ({up_pct} 👍)\n"
+        "Reported as showing a child 🚫: {reports}\n"
         "Latency: p50 {p50}, p95 {p95}\n"
         "Top queries:\n{top}"
     ),
@@ -263,6 +264,7 @@ _RU: Final[dict[str, str]] = {
         "Отказы: {refused} ({refused_pct})\n"
         "Показано фотографий: {shown}\n"
         "Оценки: 👍 {up} / 👎 {down} ({up_pct} 👍)\n"
+        "Жалобы «на фото ребёнок» 🚫: {reports}\n"
         "Задержка: p50 {p50}, p95 {p95}\n"
         "Частые запросы:\n{top}"
     ),

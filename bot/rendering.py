@@ -241,6 +241,7 @@ def format_stats(stats: Stats, language: Language, days: int) -> str:
         up=stats.votes_up,
         down=stats.votes_down,
         up_pct=_percent(stats.votes_up, votes),
+        reports=stats.reports,
         p50=format_ms(stats.latency_p50_ms),
         p95=format_ms(stats.latency_p95_ms),
         top=top,

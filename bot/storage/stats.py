@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from bot.storage.exports import time_window
-from bot.storage.models import VOTE_DOWN, VOTE_UP, Feedback, Query
+from bot.storage.models import VOTE_DOWN, VOTE_UP, Feedback, Query, Report
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Stats:
     latency_p50_ms: float | None  # over queries that were searched (not refused)
     latency_p95_ms: float | None
     top_queries: tuple[tuple[str, int], ...]  # text queries, most frequent first
+    reports: int = 0  # 🚫 presses: shown photos reported as showing a child
 
 
 def _percentile(session: Session, where: ColumnElement[bool], count: int, p: float) -> float | None:
@@ -67,6 +68,9 @@ def get_stats(
         .group_by(Feedback.vote)
     ).all()
     by_vote = {row[0]: row[1] for row in votes}
+    reports = session.execute(
+        select(func.count()).select_from(Report).where(time_window(Report.created_at, since, until))
+    ).scalar_one()
     searched = and_(in_window, Query.refused.is_(False))
     n_searched = session.execute(select(func.count()).where(searched)).scalar_one()
     top_rows = session.execute(
@@ -87,4 +91,5 @@ def get_stats(
         latency_p50_ms=_percentile(session, searched, n_searched, 0.50),
         latency_p95_ms=_percentile(session, searched, n_searched, 0.95),
         top_queries=tuple((row.text, row.n) for row in top_rows),
+        reports=reports,
     )

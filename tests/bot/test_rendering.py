@@ -158,11 +158,12 @@ def test_pick_photo_size() -> None:
 def test_format_stats() -> None:
     stats = Stats(users=2, queries=10, refused=1, photo_queries=3, shown=80, votes_up=3,
                   votes_down=1, latency_p50_ms=42.4, latency_p95_ms=1530.0,
-                  top_queries=(("dogs on a beach", 4), ("cat", 2)))
+                  top_queries=(("dogs on a beach", 4), ("cat", 2)), reports=2)
     message = format_stats(stats, "en", 30)
     assert "Queries: 10 from 2 users (3 by photo)" in message
     assert "Refused: 1 (10%)" in message
     assert "👍 3 / 👎 1 (75% 👍)" in message
+    assert "Reported as showing a child 🚫: 2" in message
     assert "p50 42 ms, p95 1.5 s" in message
     assert "4× dogs on a beach" in message
     empty = Stats(0, 0, 0, 0, 0, 0, 0, None, None, ())

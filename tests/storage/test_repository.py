@@ -348,8 +348,11 @@ def test_stats(sessions: Sessions) -> None:
         set_vote(session, user_id=ANN.id, shown_photo_id=logged.shown[0].id, vote=1, now=T0)
         set_vote(session, user_id=ANN.id, shown_photo_id=logged.shown[1].id, vote=1, now=T0)
         set_vote(session, user_id=ANN.id, shown_photo_id=logged.shown[2].id, vote=-1, now=T0)
+        report_photo(session, user_id=ANN.id, query_id=logged.id, rank=2,
+                     now=T0 + timedelta(minutes=5))
     with sessions() as session:
         stats = get_stats(session, top=2)
+        assert stats.reports == 1
         assert (stats.users, stats.queries, stats.refused, stats.photo_queries) == (2, 7, 1, 1)
         assert stats.shown == 18
         assert (stats.votes_up, stats.votes_down) == (2, 1)
@@ -361,5 +364,6 @@ def test_stats(sessions: Sessions) -> None:
             session, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3)
         )
         assert (window.queries, window.votes_up, window.top_queries) == (2, 0, (("dogs", 2),))
+        assert window.reports == 0  # reported at minute 5, outside the window
         empty = get_stats(session, since=T0 + timedelta(days=9))
         assert empty.queries == 0 and empty.latency_p50_ms is None and empty.top_queries == ()
