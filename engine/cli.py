@@ -318,6 +318,8 @@ def run_reflag(args: argparse.Namespace, settings: EngineSettings) -> int:
 
 def run_review(args: argparse.Namespace, settings: EngineSettings) -> int:
     """Write the review page of photos hidden by the detector alone, least certain first."""
+    from engine.contact_sheet import render_review_sheet  # thumbnails: PIL, only here
+
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     index = PhotoIndex.open(args.index_dir)
@@ -329,8 +331,6 @@ def run_review(args: argparse.Namespace, settings: EngineSettings) -> int:
     queue = review_queue(scores, child_filter.flags(scores), index.paths, index.signatures(),
                          read_overrides(args.index_dir))
     shown = queue.pending[:args.limit]
-    from engine.contact_sheet import render_review_sheet
-
     summary = (f"{len(queue.pending)} of {len(index)} photos are hidden by "
                f"{child_filter.version} and await review ({queue.flagged} flagged; moderators "
                f"allowed {queue.allowed} and blocked {queue.blocked} of them). This page shows "
