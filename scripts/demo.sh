@@ -17,6 +17,8 @@ INDEX="$DATA_DIR/demo-index"
 SHEET="$DATA_DIR/demo-contact-sheet.html"
 mkdir -p "$DATA_DIR"
 "$PY" -m engine index "$PHOTOS" --index "$INDEX"
+# What an admin looks at first: the photos the child detector hides, least certain first.
+"$PY" -m engine moderate --index "$INDEX" --review "$DATA_DIR/demo-review.html"
 if [ "$SAMPLES" = 1 ]; then
     # A person reviewed these photos (no children); record it as an admin would.
     # shellcheck disable=SC2046
