@@ -27,7 +27,7 @@ figure{margin:0;width:{px}px;background:#fff;border:1px solid #ddd;padding:6px}
 figure img{width:{px}px;height:{px}px;object-fit:cover;display:block}
 figcaption{font-size:12px;margin-top:4px;word-break:break-all}
 .meta{color:#666;font-size:12px}
-textarea{width:100%;height:90px;font-family:monospace;font-size:12px}
+textarea{width:100%;height:90px;font-family:monospace;font-size:12px;position:sticky;top:0;z-index:1}
 """.replace("{px}", str(THUMB_PX))
 
 
