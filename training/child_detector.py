@@ -596,7 +596,11 @@ TRAIN-OOF collections).
   a grown woman a positive. The detector learns those mistakes too.
 - The embedding was trained for retrieval, not age: adults in the same scenes (playgrounds,
   beaches, families) are hidden with the children. Admins can force-allow such photos
-  (`python -m engine moderate --allow`), and force-block a missed child (`--block`).
+  (`python -m engine moderate --allow`; `--review PAGE` shows the hidden photos least certain
+  first), and force-block a missed child (`--block`); a user's 🚫 in the bot blocks it at once.
+- Out of domain it fails closed: the scores of photos unlike Flickr8k (products, graphics,
+  landscapes) carry little meaning, and most are hidden (25 of scikit-image's 26 samples).
+  Richer inputs from the same towers do not help (`tests/bench/test_child_signal_bench.py`).
 - Other encoders get the uncalibrated zero-shot fallback until a detector is trained for them
   (`python -m training train-child-detector --model SPEC`).
 
