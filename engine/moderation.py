@@ -156,6 +156,18 @@ def with_decision(overrides: Overrides, override: Override | None, photo: str) -
     return Overrides(tuple(sorted(kept, key=lambda o: o.photo)))
 
 
+def decided(decisions: Sequence[Override], signature: tuple[int, int] | None
+            ) -> Decision | None:
+    """What an admin decided for one photo (its override lines), for the file as indexed now:
+    a block always wins, an allow only while it holds for `signature`, else None (the
+    detector decides)."""
+    if any(d.decision == "block" for d in decisions):
+        return "block"
+    if any(d.holds_for(signature) for d in decisions):
+        return "allow"
+    return None
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """Which rows search must never return, and why (counts for logs and reports)."""
@@ -187,10 +199,11 @@ def apply_overrides(flags: np.ndarray, paths: Sequence[str],
             row = row_of.get(photo)
             if row is None:
                 continue
-            if any(d.decision == "block" for d in decisions):
+            decision = decided(decisions, signatures.get(photo))
+            if decision == "block":
                 mask[row] = True
                 blocked += 1
-            elif any(d.holds_for(signatures.get(photo)) for d in decisions):
+            elif decision == "allow":
                 if mask[row]:
                     allowed += 1
                 mask[row] = False
@@ -235,10 +248,10 @@ def review_queue(scores: np.ndarray, flags: np.ndarray, paths: Sequence[str],
     flagged_rows = np.flatnonzero(np.asarray(flags, dtype=bool))
     for row in flagged_rows.tolist():
         photo = paths[row]
-        mine = decisions.get(photo, [])
-        if any(d.decision == "block" for d in mine):
+        decision = decided(decisions.get(photo, []), signatures.get(photo))
+        if decision == "block":
             blocked += 1
-        elif any(d.holds_for(signatures.get(photo)) for d in mine):
+        elif decision == "allow":
             allowed += 1
         else:
             pending.append(ReviewItem(photo, float(scores[row])))

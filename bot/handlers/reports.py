@@ -11,7 +11,6 @@ child breaks the law. An admin lifts a wrong block with `python -m engine modera
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from bot.storage import (
     get_chosen_language,
     report_photo,
 )
-from engine.moderation import read_overrides, set_decision
+from engine.moderation import decided, read_overrides, set_decision
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,7 @@ log = logging.getLogger(__name__)
 def block_reported(index_root: Path, photo: str, note: str) -> bool:
     """Block `photo` unless a block already names it (the first report's note is kept);
     True when this call wrote the block. Blocking file I/O: run it in a thread."""
-    decisions = read_overrides(index_root).decisions().get(photo, [])
-    if any(o.decision == "block" for o in decisions):
+    if decided(read_overrides(index_root).decisions().get(photo, []), None) == "block":
         return False
     set_decision(index_root, photo, "block", signature=None, note=note)
     return True
@@ -89,8 +87,10 @@ async def _tell_admins(context: BotContext, photo: str, button: ReportButton) ->
     holds whether or not anybody was told."""
     services = context.services
     for admin_id in sorted(services.settings.admin_ids):
-        chosen = await services.read(functools.partial(_chosen_language, user_id=admin_id))
-        language = normalize_language(chosen)
+        def chosen(session: Session, admin: int = admin_id) -> str | None:
+            return get_chosen_language(session, admin)
+
+        language = normalize_language(await services.read(chosen))
         try:
             await context.bot.send_message(
                 admin_id, text(language, "report_admin", photo=photo,
@@ -98,6 +98,3 @@ async def _tell_admins(context: BotContext, photo: str, button: ReportButton) ->
         except TelegramError as exc:
             log.warning("could not tell admin %s about a report: %s", admin_id, exc)
 
-
-def _chosen_language(session: Session, *, user_id: int) -> str | None:
-    return get_chosen_language(session, user_id)

@@ -22,13 +22,13 @@ first use: ~20 minutes for the three towers on two cores).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from engine.child_filter import KNNScorer
 from engine.encoders import load_encoder
 from engine.encoders.dual import DEFAULT_ARTIFACT, DualEncoder
 from engine.legal import LegalFilter
@@ -50,20 +50,6 @@ CACHE = Path(os.environ.get("FEATURE_CACHE", ".cache/features"))
 RECALLS = (0.97, 0.99, 1.0)
 LOGISTIC_C = 3e-4  # chosen on DEV among 3e-4, 3e-3, 3e-2 for the tower features (AUC .897)
 KNN_K = 50
-
-
-def _knn(reference: np.ndarray, labels: np.ndarray, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Mean label of the k most similar reference rows (cosine on L2-normalised rows)."""
-
-    def score(x: np.ndarray) -> np.ndarray:
-        out = np.empty(len(x), dtype=np.float32)
-        for start in range(0, len(x), 1024):
-            sims = x[start:start + 1024] @ reference.T
-            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            out[start:start + len(sims)] = labels[nearest].mean(axis=1)
-        return out
-
-    return score
 
 
 def test_child_signal_study() -> None:
@@ -100,11 +86,11 @@ def test_child_signal_study() -> None:
         return fit_logistic(x[train], y[train], LOGISTIC_C)(x)
 
     both = np.concatenate([mean_features, max_features], axis=1)
-    knn_binary = _knn(embeddings[train], y[train].astype(np.float32), KNN_K)(embeddings)
+    knn_binary = KNNScorer(embeddings[train], y[train].astype(np.float32), KNN_K)(embeddings)
     candidates: dict[str, np.ndarray] = {
         f"knn k={KNN_K}, 256-d embedding (packaged)": knn_binary,
         f"knn k={KNN_K}, 256-d embedding, soft labels":
-            _knn(embeddings[train], share[train], KNN_K)(embeddings),
+            KNNScorer(embeddings[train], share[train], KNN_K)(embeddings),
         "logistic, 6016-d mean tower features": logistic(mean_features),
         "logistic, 3840-d max-pooled features": logistic(max_features),
         "logistic, mean + max features": logistic(both),
